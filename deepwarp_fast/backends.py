@@ -1,0 +1,116 @@
+"""Which implementation of the ops runs: "reference", "triton", "cuda" or "auto".
+
+Each backend has a probe that says whether it can run on tensors of a given device
+and, if not, why. A backend asked for by name that cannot run raises
+``BackendUnavailableError`` with that reason; ``"auto"`` picks the fastest one that
+can and says once (a log record and a warning) which one it picked.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import warnings
+from typing import Dict, Optional, Tuple
+
+import torch
+
+log = logging.getLogger("deepwarp_fast")
+
+BACKENDS = ("reference", "triton", "cuda")
+# "auto" preference order, fastest first, per device type.
+_AUTO_ORDER = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cuda", "reference")}
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for by name but cannot run here; the message says why."""
+
+
+@functools.lru_cache(maxsize=None)
+def _import_status(module: str) -> Tuple[Optional[object], str]:
+    try:
+        return importlib.import_module(module), ""
+    except Exception as exc:  # keep the reason to quote it later
+        return None, f"import {module} failed: {type(exc).__name__}: {exc}"
+
+
+def triton_interpreter_enabled() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _probe_triton(device_type: str) -> Tuple[bool, str]:
+    if device_type == "cuda":
+        if not torch.cuda.is_available():
+            return False, "no CUDA device is visible to torch"
+        if triton_interpreter_enabled():
+            return False, "TRITON_INTERPRET=1 is set: the interpreter runs on CPU tensors only"
+    elif device_type == "cpu":
+        if not triton_interpreter_enabled():
+            return False, "Triton runs on CPU tensors only through its interpreter (set TRITON_INTERPRET=1 before importing triton)"
+    else:
+        return False, f"Triton does not support device type {device_type!r}"
+    for module in ("triton", "deepwarp_fast.kernels"):
+        mod, why = _import_status(module)
+        if mod is None:
+            return False, why
+    return True, ""
+
+
+def _probe_cuda_ext(device_type: str) -> Tuple[bool, str]:
+    ext, why = _import_status("deepwarp_fast._C")
+    if ext is None:
+        return False, (
+            "the C++/CUDA extension deepwarp_fast._C is not built (" + why + "); "
+            "build it with `pip install --no-build-isolation -e .` under a CUDA build of torch"
+        )
+    if device_type == "cuda":
+        if not torch.cuda.is_available():
+            return False, "no CUDA device is visible to torch"
+        if not getattr(ext, "has_cuda", lambda: False)():
+            return False, "deepwarp_fast._C was built without CUDA kernels (CPU-only build)"
+        return True, ""
+    if device_type == "cpu":
+        return True, ""
+    return False, f"the extension does not support device type {device_type!r}"
+
+
+def backend_status(name: str, device: "torch.device | str" = "cpu") -> Tuple[bool, str]:
+    """(available, reason) for backend ``name`` on ``device``; reason is '' when available."""
+    device_type = torch.device(device).type
+    if name == "reference":
+        return True, ""
+    if name == "triton":
+        return _probe_triton(device_type)
+    if name == "cuda":
+        return _probe_cuda_ext(device_type)
+    raise ValueError(f"unknown backend {name!r}; expected one of {('auto',) + BACKENDS}")
+
+
+_announced: Dict[str, str] = {}
+
+
+def resolve_backend(name: str, device: "torch.device | str") -> str:
+    """Turn a requested backend (possibly "auto") into one that can run on ``device``."""
+    device_type = torch.device(device).type
+    if name == "auto":
+        for cand in _AUTO_ORDER.get(device_type, ("reference",)):
+            ok, _ = backend_status(cand, device_type)
+            if ok:
+                if _announced.get(device_type) != cand:
+                    _announced[device_type] = cand
+                    skipped = {c: backend_status(c, device_type)[1] for c in _AUTO_ORDER.get(device_type, ()) if c != cand}
+                    msg = f"deepwarp_fast: backend 'auto' picked {cand!r} for {device_type} tensors"
+                    log.info(msg + "; unavailable: %s", skipped)
+                    warnings.warn(msg, stacklevel=3)
+                return cand
+        return "reference"
+    ok, why = backend_status(name, device_type)
+    if not ok:
+        raise BackendUnavailableError(f"backend {name!r} is unavailable for {device_type} tensors: {why}")
+    return name
+
+
+def available_backends(device: "torch.device | str" = "cpu") -> Dict[str, str]:
+    """Map every backend to '' (available) or the reason it is not, for ``device``."""
+    return {b: backend_status(b, device)[1] for b in BACKENDS}
