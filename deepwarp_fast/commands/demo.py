@@ -1,4 +1,7 @@
 """`deepwarp-fast demo`: gaze sweeps on the bundled sample, written as pictures."""
+NAME = "demo"
+HELP = "run the model on the bundled sample and write pictures"
+
 from pathlib import Path
 
 

@@ -1,4 +1,7 @@
 """`deepwarp-fast env`: versions, devices and backend availability."""
+NAME = "env"
+HELP = "versions, devices and which backends are available (and why not)"
+
 import json
 
 
