@@ -6,7 +6,7 @@
 
 Tensor conventions and op semantics: SPEC.md (see README).
 """
-from .backends import BackendUnavailableError, available_backends, backend_status
+from .backends import BackendChoiceWarning, BackendUnavailableError, available_backends, backend_status
 from .config import DeepWarpConfig
 from .model import DeepWarp, DeepWarpOutput, count_parameters
 from .weights import default_weights_path, load_model, read_metadata, save_weights
@@ -14,6 +14,7 @@ from .weights import default_weights_path, load_model, read_metadata, save_weigh
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendChoiceWarning",
     "BackendUnavailableError",
     "DeepWarp",
     "DeepWarpConfig",

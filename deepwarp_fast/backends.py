@@ -23,6 +23,10 @@ BACKENDS = ("reference", "triton", "cuda")
 _AUTO_ORDER = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cuda", "reference")}
 
 
+class BackendChoiceWarning(UserWarning):
+    """Issued once per device type when backend "auto" picks a backend."""
+
+
 class BackendUnavailableError(RuntimeError):
     """A backend was asked for by name but cannot run here; the message says why."""
 
@@ -102,7 +106,7 @@ def resolve_backend(name: str, device: "torch.device | str") -> str:
                     skipped = {c: backend_status(c, device_type)[1] for c in _AUTO_ORDER.get(device_type, ()) if c != cand}
                     msg = f"deepwarp_fast: backend 'auto' picked {cand!r} for {device_type} tensors"
                     log.info(msg + "; unavailable: %s", skipped)
-                    warnings.warn(msg, stacklevel=3)
+                    warnings.warn(msg, BackendChoiceWarning, stacklevel=3)
                 return cand
         return "reference"
     ok, why = backend_status(name, device_type)

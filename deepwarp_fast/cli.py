@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    import warnings
+
+    from .backends import BackendChoiceWarning
+
+    # The CLI says which backend it uses in its own words; the library warns once.
+    warnings.simplefilter("ignore", BackendChoiceWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
