@@ -154,16 +154,34 @@ class DeepWarp(nn.Module):
         H, W = self.config.height, self.config.width
         eyes = eyes.contiguous()
         embedding = self.angle_embedding(angles.to(eyes.dtype))
-        x = ops.input_maps(eyes, anchors, embedding, backend=be)
+        if ops.resolve_backend(be, eyes.device) == "triton":
+            # Fused path: the pooled stack is written directly, the fine input stack
+            # cat(x, O_c, U_c) is one buffer filled by two kernels, and the fine warp reads
+            # the low-resolution F_c and F_r itself: no pixel flow, upsampled flow or sum.
+            from . import kernels
 
-        flow_c, feat_c = self.coarse(F.avg_pool2d(x, 2))
-        up_c = F.interpolate(flow_c, size=(H, W), mode="nearest")
-        coarse_flow = ops.flow_to_pixels(up_c)
-        coarse = ops.warp(eyes, coarse_flow, backend=be)
+            anchors = anchors.detach()
+            flow_c, feat_c = self.coarse(kernels.input_maps(eyes, anchors, embedding, pool=2))
+            x_f = kernels.fine_inputs(eyes, anchors, embedding, flow_c)
+            c_in = self.config.input_channels
+            coarse = x_f[:, c_in : c_in + eyes.shape[1]]
+            flow_r, feat_f = self.fine(x_f)
+            fine = kernels.warp_normalized(eyes, flow_c, flow_r)
+            if return_intermediates:
+                up_c = F.interpolate(flow_c, size=(H, W), mode="nearest")
+                coarse_flow = ops.flow_to_pixels(up_c)
+                flow = ops.flow_to_pixels(up_c + flow_r)
+        else:
+            x = ops.input_maps(eyes, anchors, embedding, backend=be)
 
-        flow_r, feat_f = self.fine(torch.cat([x, coarse, up_c], dim=1))
-        flow = ops.flow_to_pixels(up_c + flow_r)
-        fine = ops.warp(eyes, flow, backend=be)
+            flow_c, feat_c = self.coarse(F.avg_pool2d(x, 2))
+            up_c = F.interpolate(flow_c, size=(H, W), mode="nearest")
+            coarse_flow = ops.flow_to_pixels(up_c)
+            coarse = ops.warp(eyes, coarse_flow, backend=be)
+
+            flow_r, feat_f = self.fine(torch.cat([x, coarse, up_c], dim=1))
+            flow = ops.flow_to_pixels(up_c + flow_r)
+            fine = ops.warp(eyes, flow, backend=be)
 
         mask = None
         out = fine
