@@ -1,0 +1,32 @@
+"""`deepwarp-fast evaluate`: the paper's normalised error on held-out synthetic pairs."""
+NAME = "evaluate"
+HELP = "normalised error (MSE(out,target)/MSE(in,target)) on held-out synthetic pairs: JSON summary and plots"
+
+
+def add_arguments(p):
+    p.add_argument("--weights", default=None, help="weights file (default: the bundled default weights)")
+    p.add_argument("-n", "--pairs", type=int, default=2000, help="held-out pairs (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="held-out set seed (default 0)")
+    p.add_argument("--max-angle", type=float, default=None, help="largest redirection, degrees (default: the weights' trained range)")
+    p.add_argument("--direction", default="any", choices=["any", "vertical"], help="redirection directions (default: any)")
+    p.add_argument("-o", "--output", default="eval_out", help="folder for eval_summary.json and the plots (default eval_out)")
+    p.add_argument("--prefix", default="eval_", help="file name prefix (default eval_)")
+    p.add_argument("--backend", default="auto", help="reference, triton, cuda or auto (default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+
+def run(args) -> int:
+    from ..evaluate import VARIANTS, run_evaluation
+    from ..weights import load_model
+
+    model = load_model(args.weights, backend=args.backend, device=args.device)
+    s = run_evaluation(model, n=args.pairs, seed=args.seed, out_dir=args.output, prefix=args.prefix,
+                       max_angle=args.max_angle, direction=args.direction)
+    print(f"{s['n_pairs']} held-out pairs, redirections up to {s['max_angle_deg']:g} degrees; median normalised error:")
+    for v in VARIANTS:
+        d = s["variants"][v]
+        bins = ", ".join(f"{b['range_deg'][0]:g}-{b['range_deg'][1]:g}: {b['median']:.3f}" for b in d["bins"] if b["n"])
+        print(f"  {d['label']:<22} all {d['all']['median']:.3f}  <=15deg {d['up_to_15deg'].get('median', float('nan')):.3f}  [{bins}]")
+    print("targets: " + ", ".join(f"{k}={'yes' if ok else 'NO'}" for k, ok in s["targets"].items()))
+    print(f"wrote {args.output}/{args.prefix}summary.json, {args.prefix}sorted_errors.png, {args.prefix}error_vs_angle.png")
+    return 0

@@ -1,0 +1,272 @@
+"""The training loop: Adam, warmup + cosine schedule, checkpoints and resume, a
+progress bar, metrics to CSV, one process or many (torchrun + DDP).
+
+    from deepwarp_fast.training import Trainer, load_config
+    Trainer(load_config("configs/default.toml"), "runs/default").train()
+
+The data come from ``batch_fn(step, rank) -> dict`` (keys "input", "target",
+"anchors", "angles"); the default renders the paper-sampled batch of that step with
+deepwarp_fast.data.render_pairs, so a batch depends only on (seed, step, rank) and a
+resumed run is the same run as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+from ..model import DeepWarp, count_parameters
+from ..weights import save_weights
+from . import ddp
+from .config import TrainConfig, save_config
+from .losses import normalized_error, training_loss
+from .sampler import PaperSampler, render_batch
+
+BatchFn = Callable[[int, int], Dict[str, torch.Tensor]]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.csv"
+WEIGHTS_NAME = "weights.safetensors"
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """The schedule: linear warmup, then constant or cosine down to lr * final_lr_fraction."""
+    o = cfg.optim
+    if o.warmup_steps > 0 and step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    if o.schedule == "constant":
+        return o.lr
+    span = max(1, cfg.run.steps - o.warmup_steps)
+    t = min(1.0, max(0.0, (step - o.warmup_steps) / span))
+    lo = o.lr * o.final_lr_fraction
+    return lo + (o.lr - lo) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def resolve_device(name: str, info: ddp.DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"run.device={name!r} but no CUDA device is visible to torch")
+        if dev.index is None:
+            dev = torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
+    return dev
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads ({os.cpu_count()} CPUs visible)"
+
+
+class Trainer:
+    """One training run in ``out_dir``: checkpoint.pt, metrics.csv, config.toml, weights.safetensors."""
+
+    def __init__(self, cfg: TrainConfig, out_dir, *, batch_fn: Optional[BatchFn] = None, resume: bool = False,
+                 progress: bool = True, command: Optional[str] = None):
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.info = ddp.init_distributed(resolve_device(cfg.run.device, ddp.env_dist_info()).type)
+        self.device = resolve_device(cfg.run.device, self.info)
+        if cfg.run.threads > 0:
+            torch.set_num_threads(cfg.run.threads)
+        torch.manual_seed(cfg.run.seed)  # same initial weights on every rank
+        self.model = DeepWarp(cfg.model_config(), backend=cfg.run.backend).to(self.device)
+        if cfg.run.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        o = cfg.optim
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.sampler = PaperSampler(cfg.data, o.curriculum_steps, o.curriculum_start_bins)
+        self.batch_fn = batch_fn or self._render
+        self.progress = progress
+        self.command = command or " ".join(sys.argv)
+        self.step = 0
+        self.train_time_s = 0.0
+        if self.info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._maybe_resume()
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        else:
+            self.net = self.model
+
+    # ------------------------------------------------------------------ data
+    def _render(self, step: int, rank: int) -> Dict[str, torch.Tensor]:
+        plan = self.sampler.sample(step, rank)
+        mc = self.model.config
+        return render_batch(plan, self.cfg.data, mc.height, mc.width, device="cpu")
+
+    # ------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def save_checkpoint(self) -> Optional[Path]:
+        if not self.info.is_main:
+            return None
+        state = {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "train_time_s": self.train_time_s,
+            "config": json.dumps(self.cfg.to_dict(), sort_keys=True),
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+        return self.checkpoint_path
+
+    def _maybe_resume(self) -> None:
+        path = self.checkpoint_path
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = json.loads(state["config"])
+        now = self.cfg.to_dict()
+        for section in ("model", "data", "loss"):
+            if saved[section] != now[section]:
+                raise ValueError(f"cannot resume from {path}: its [{section}] differs from this config "
+                                 f"({saved[section]} vs {now[section]}); use a new output folder")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.train_time_s = float(state["train_time_s"])
+        if self.info.is_main:
+            print(f"resumed from {path} at step {self.step} ({self.train_time_s:.0f} s trained)", file=sys.stderr)
+
+    # ------------------------------------------------------------------ loop
+    def _to_device(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        out = {}
+        for k in ("input", "target", "anchors", "angles"):
+            if k not in batch:
+                raise KeyError(f"a training batch needs key {k!r}; got keys {sorted(batch)}")
+            t = batch[k].to(self.device, non_blocking=True).float()
+            if k in ("input", "target") and self.cfg.run.channels_last:
+                t = t.contiguous(memory_format=torch.channels_last)
+            out[k] = t
+        return out
+
+    def train_step(self, batch: Dict[str, torch.Tensor], validate: bool = False) -> Dict[str, torch.Tensor]:
+        """One forward + backward + Adam step at the current learning rate; returns the loss terms."""
+        for g in self.optimizer.param_groups:
+            g["lr"] = learning_rate(self.step, self.cfg)
+        out = self.net(batch["input"], batch["anchors"], batch["angles"], return_intermediates=True, validate=validate)
+        terms = training_loss(out, batch["target"], self.cfg.loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if self.cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad():
+            terms["nerr_median"] = normalized_error(out.output.detach(), batch["input"], batch["target"]).median()
+        self.step += 1
+        return terms
+
+    def train(self) -> Dict[str, Any]:
+        cfg, info = self.cfg, self.info
+        total = cfg.run.steps
+        if info.is_main:
+            save_config(cfg, self.out_dir / "config.toml")
+        self.model.train()
+        bar = None
+        if info.is_main and self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=self.step, desc="train", unit="step", mininterval=2.0, dynamic_ncols=True)
+        csv_file, writer = None, None
+        last_ckpt = time.perf_counter()
+        run_start = time.perf_counter()
+        time_at_start = self.train_time_s
+        last_log_t, last_log_step = run_start, self.step
+        stopped_early = False
+        terms: Dict[str, torch.Tensor] = {}
+        try:
+            while self.step < total:
+                if cfg.run.max_wall_s > 0:
+                    over = self.train_time_s >= cfg.run.max_wall_s
+                    if ddp.any_true(over, info, self.device):
+                        stopped_early = True
+                        break
+                batch = self._to_device(self.batch_fn(self.step, info.rank))
+                terms = self.train_step(batch, validate=(self.step == 0))
+                now = time.perf_counter()
+                self.train_time_s = time_at_start + (now - run_start)
+                if self.step % cfg.run.log_every == 0 or self.step == total:
+                    vals = {k: float(ddp.all_reduce_mean(v.detach().float().reshape(1), info)) for k, v in sorted(terms.items())}
+                    if info.is_main:
+                        n = batch["input"].shape[0] * info.world_size
+                        rate = n * (self.step - last_log_step) / max(now - last_log_t, 1e-9)
+                        row = {"step": self.step, "samples": self.step * n, "wall_s": round(self.train_time_s, 2),
+                               "lr": learning_rate(self.step - 1, cfg), **{k: round(v, 6) for k, v in vals.items()},
+                               "samples_per_s": round(rate, 2)}
+                        if writer is None:
+                            path = self.out_dir / METRICS_NAME
+                            new = not path.is_file() or path.stat().st_size == 0
+                            csv_file = open(path, "a", newline="")
+                            writer = csv.DictWriter(csv_file, fieldnames=list(row))
+                            if new:
+                                writer.writeheader()
+                        writer.writerow(row)
+                        csv_file.flush()
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{vals['loss']:.4g}", nerr=f"{vals['nerr_median']:.3f}", refresh=False)
+                    last_log_t, last_log_step = now, self.step
+                if bar is not None:
+                    bar.update(1)
+                due = (cfg.run.checkpoint_every_steps > 0 and self.step % cfg.run.checkpoint_every_steps == 0) or (
+                    cfg.run.checkpoint_every_s > 0 and now - last_ckpt >= cfg.run.checkpoint_every_s)
+                if due:
+                    self.save_checkpoint()
+                    last_ckpt = time.perf_counter()
+        finally:
+            if bar is not None:
+                bar.close()
+            if csv_file is not None:
+                csv_file.close()
+        self.save_checkpoint()
+        summary = {
+            "steps": self.step,
+            "stopped_early": stopped_early,
+            "train_time_s": round(self.train_time_s, 1),
+            "world_size": info.world_size,
+            "batch_per_process": cfg.data.batch_size,
+            "final_loss": float(terms["loss"].detach()) if terms else None,
+            "parameters": count_parameters(self.model),
+        }
+        if info.is_main:
+            self.save_weights(self.out_dir / WEIGHTS_NAME, summary)
+        return summary
+
+    def save_weights(self, path, summary: Optional[Dict[str, Any]] = None) -> Path:
+        prov = {
+            "command": self.command,
+            "train_config": self.cfg.to_dict(),
+            "data": "deepwarp_fast.data.render_pairs (synthetic eyes), paper batch sampling (deepwarp_fast.training.sampler)",
+            "hardware": hardware_description(self.device),
+            "world_size": self.info.world_size,
+            **(summary or {}),
+        }
+        return save_weights(self.model, path, provenance=prov)
+
+    def close(self) -> None:
+        ddp.cleanup()
