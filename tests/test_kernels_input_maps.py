@@ -1,0 +1,99 @@
+"""Triton input-stack kernels against the references: the 33-map stack (eyes, anchor maps of
+eq. (5), angle maps), its 2x2-pooled form, the fine tower's 38-map input, and their gradients."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import rand
+from deepwarp_fast import ops
+
+kernels = pytest.importorskip("deepwarp_fast.kernels")
+from deepwarp_fast.kernels.testing import check_parity, kernel_devices, strided_like  # noqa: E402
+
+DEVICES = kernel_devices()
+pytestmark = pytest.mark.skipif(not DEVICES, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")
+DTYPES = [torch.float32, torch.float16]
+SHAPES = [(3, 3, 37, 53), (2, 3, 41, 51)]
+
+
+def _inputs(gen, B, C, H, W, D=16):
+    eyes = rand(gen, B, C, H, W)
+    anchors = rand(gen, B, 7, 2) * torch.tensor([W - 1.0, H - 1.0], dtype=torch.float64).to(torch.float32)
+    embedding = rand(gen, B, D, lo=0.0, hi=3.0)
+    return eyes, anchors, embedding
+
+
+def _ref_pooled(pool):
+    def ref(eyes, anchors, embedding):
+        x = ops.input_maps_reference(eyes, anchors.detach(), embedding)
+        return x if pool == 1 else F.avg_pool2d(x, pool)
+
+    return ref
+
+
+def _ref_fine_inputs(eyes, anchors, embedding, flow_c):
+    H, W = eyes.shape[2:]
+    up = F.interpolate(flow_c, size=(H, W), mode="nearest")
+    x = ops.input_maps_reference(eyes, anchors.detach(), embedding)
+    return torch.cat([x, ops.warp_reference(eyes, ops.flow_to_pixels(up)), up], dim=1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("pool", [1, 2])
+@pytest.mark.parametrize("layout", [None, strided_like], ids=["contiguous", "strided"])
+def test_input_maps_match_reference(gen, device, dtype, shape, pool, layout):
+    eyes, anchors, embedding = _inputs(gen, *shape)
+    check_parity(
+        lambda e, a, m: kernels.input_maps(e, a, m, pool=pool), _ref_pooled(pool),
+        [eyes, anchors, embedding], [True, False, True], dtype, gen, device, layout, f"input_maps pool={pool}",
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,low", [((3, 3, 37, 53), (18, 26)), ((2, 3, 41, 51), (20, 25))], ids=["37x53", "41x51"])
+@pytest.mark.parametrize("eyes_grad", [False, True], ids=["eyes-no-grad", "eyes-grad"])
+def test_fine_inputs_match_reference(gen, device, dtype, shape, low, eyes_grad):
+    eyes, anchors, embedding = _inputs(gen, *shape)
+    flow_c = rand(gen, shape[0], 2, *low, lo=-0.4, hi=0.4)
+    check_parity(
+        kernels.fine_inputs, _ref_fine_inputs, [eyes, anchors, embedding, flow_c],
+        [eyes_grad, False, True, True], dtype, gen, device, strided_like, "fine_inputs",
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_anchor_maps_match_reference_exactly(gen, device, shape):
+    B, _, H, W = shape
+    _, anchors, _ = _inputs(gen, *shape)
+    anchors = strided_like(0, anchors.to(device))
+    assert torch.equal(kernels.anchor_maps(anchors, H, W), ops.anchor_maps_reference(anchors, H, W))
+    assert torch.equal(ops.anchor_maps(anchors, H, W, backend="triton"), ops.anchor_maps_reference(anchors, H, W))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_embedding_grad_is_deterministic_and_ops_dispatch(gen, device):
+    eyes, anchors, embedding = (t.to(device) for t in _inputs(gen, 2, 3, 41, 51))
+    embedding.requires_grad_(True)
+    grad_out = rand(gen, 2, 33, 41, 51, lo=-1, hi=1, device=device)
+    a = torch.autograd.grad(kernels.input_maps(eyes, anchors, embedding), embedding, grad_out)[0]
+    b = torch.autograd.grad(ops.input_maps(eyes, anchors, embedding, backend="triton"), embedding, grad_out)[0]
+    assert torch.equal(a, b)
+
+
+def test_errors_name_the_argument(gen):
+    device = DEVICES[0]
+    eyes, anchors, embedding = (t.to(device) for t in _inputs(gen, 2, 3, 41, 51))
+    with pytest.raises(ValueError, match="anchors must not require grad"):
+        kernels.input_maps(eyes, anchors.clone().requires_grad_(True), embedding)
+    with pytest.raises(ValueError, match=r"anchors must have shape \(2, K, 2\)"):
+        kernels.input_maps(eyes, anchors[:1], embedding)
+    with pytest.raises(ValueError, match=r"embedding must have shape \(2, D\)"):
+        kernels.input_maps(eyes, anchors, embedding[:, None])
+    with pytest.raises(ValueError, match="flow_c must have shape"):
+        kernels.fine_inputs(eyes, anchors, embedding, rand(gen, 2, 3, 20, 25, device=device))
+    with pytest.raises(ValueError, match="pool must be >= 1"):
+        kernels.input_maps(eyes, anchors, embedding, pool=0)

@@ -1,0 +1,37 @@
+"""Triton LCM blend (SPEC.md eq. (6)) against ops.lcm_blend_reference: forward and gradients."""
+import pytest
+import torch
+
+from conftest import rand
+from deepwarp_fast import ops
+
+kernels = pytest.importorskip("deepwarp_fast.kernels")
+from deepwarp_fast.kernels.testing import check_parity, kernel_devices, strided_like  # noqa: E402
+
+DEVICES = kernel_devices()
+pytestmark = pytest.mark.skipif(not DEVICES, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("shape", [(3, 3, 37, 53), (2, 3, 41, 51)], ids=str)
+@pytest.mark.parametrize("layout", [None, strided_like], ids=["contiguous", "strided"])
+@pytest.mark.parametrize("image_grad", [True, False], ids=["image-grad", "no-image-grad"])
+def test_lcm_blend_matches_reference(gen, device, dtype, shape, layout, image_grad):
+    B, C, H, W = shape
+    image = rand(gen, B, C, H, W)
+    logits = rand(gen, B, 2, H, W, lo=-6, hi=6)  # both saturated and balanced masks
+    check_parity(kernels.lcm_blend, ops.lcm_blend_reference, [image, logits], [image_grad, True], dtype, gen, device, layout, "lcm_blend")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_lcm_blend_known_answers_and_dispatch(gen, device):
+    image = rand(gen, 2, 3, 9, 11, device=device)
+    big = torch.full((2, 2, 9, 11), 30.0, device=device)
+    big[:, 1] = -30.0  # w0 = 1: the image passes through
+    torch.testing.assert_close(kernels.lcm_blend(image, big), image, atol=1e-12, rtol=0)
+    torch.testing.assert_close(kernels.lcm_blend(image, -big), torch.ones_like(image), atol=1e-12, rtol=0)  # white
+    logits = rand(gen, 2, 2, 9, 11, lo=-3, hi=3, device=device)
+    assert torch.equal(ops.lcm_blend(image, logits, backend="triton"), kernels.lcm_blend(image, logits))
+    with pytest.raises(ValueError, match=r"logits must have shape \(2, 2, 9, 11\)"):
+        kernels.lcm_blend(image, logits[:, :1])
