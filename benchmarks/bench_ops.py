@@ -96,7 +96,7 @@ def _case(op: str, B: int):
         return (
             lambda: F.avg_pool2d(ops.input_maps_reference(image, anchors, emb), 2),
             lambda: kernels.input_maps(image, anchors, emb, pool=2),
-            tensor_bytes(image, anchors, emb) + stack.numel() // 4 * 4,
+            tensor_bytes(image, anchors, emb) + B * (C + 2 * K + D) * h * w * 4,
         )
     if op == "fine inputs fwd":  # cat(stack, O_c, U_c): the fine tower's 38-map input
         return (

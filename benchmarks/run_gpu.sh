@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# One command on a GPU machine: build, run the tests on the GPU, run `pytest benchmarks/`,
+# and write benchmarks/results/<date>-<device>/ (benchmarks.json, the logs, summary.md).
+#   bash benchmarks/run_gpu.sh            (PYTHON=... to pick the interpreter)
+# Sections are independent: add new ones (e.g. the C++/CUDA extension's) before "summary".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+STATUS=0
+
+$PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible to torch')" || exit 1
+unset TRITON_INTERPRET
+DATE=$(date +%Y-%m-%d)
+DEVICE=$($PY -c "import re, torch; print(re.sub(r'[^A-Za-z0-9]+', '-', torch.cuda.get_device_name()).strip('-'))")
+OUT=benchmarks/results/${DATE}-${DEVICE}
+mkdir -p "$OUT"
+echo "== results go to $OUT"
+
+# ---------------------------------------------------------------- build
+if [ -z "${CUDA_HOME:-}" ]; then
+    if command -v nvcc >/dev/null; then CUDA_HOME=$(dirname "$(dirname "$(command -v nvcc)")"); else CUDA_HOME=/usr/local/cuda; fi
+fi
+export CUDA_HOME
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$($PY -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")}
+echo "== build (CUDA_HOME=$CUDA_HOME TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)"
+if ! $PY -m pip install --no-build-isolation --no-deps -e . >"$OUT/build.log" 2>&1; then
+    echo "!! the build with the extension failed (see $OUT/build.log); installing without it"
+    STATUS=1
+    DEEPWARP_NO_EXTENSION=1 $PY -m pip install --no-build-isolation --no-deps -e . >>"$OUT/build.log" 2>&1 || exit 1
+fi
+
+# ---------------------------------------------------------------- tests on the GPU
+echo "== tests (the kernel tests run on CUDA tensors)"
+$PY -m pytest tests -q -rs 2>&1 | tee "$OUT/tests.txt" || STATUS=1
+
+# ---------------------------------------------------------------- benchmarks
+echo "== benchmarks"
+if $PY -c "import pytest_benchmark" 2>/dev/null; then
+    $PY -m pytest benchmarks/ --benchmark-json="$OUT/benchmarks.json" 2>&1 | tee "$OUT/benchmarks.txt" || STATUS=1
+else
+    echo "!! pytest-benchmark is not installed: pip install pytest-benchmark"; STATUS=1
+fi
+
+# ---------------------------------------------------------------- summary
+if [ -f "$OUT/benchmarks.json" ]; then
+$PY - "$OUT" <<'PYEOF'
+import json, sys, os, collections
+import torch, triton
+out = sys.argv[1]
+data = json.load(open(os.path.join(out, "benchmarks.json")))
+rows = collections.defaultdict(dict)
+for b in data["benchmarks"]:
+    info = b.get("extra_info", {})
+    if "median_s" in info:
+        rows[b["group"]][info["backend"]] = info
+dev = torch.cuda.get_device_name()
+lines = [
+    f"# deepwarp_fast benchmarks: {dev}",
+    "",
+    f"- date: {data.get('datetime', '')}",
+    f"- device: {dev} (capability {'.'.join(map(str, torch.cuda.get_device_capability()))})",
+    f"- torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}",
+    "- times in ms: median (p20 / p80); speed-up = reference median / backend median; GB/s from the bytes the op must move",
+    "",
+    "| group | backend | median ms | p20 ms | p80 ms | GB/s | speed-up vs reference | % of copy GB/s |",
+    "|---|---|---:|---:|---:|---:|---:|---:|",
+]
+for group in sorted(rows):
+    ref = rows[group].get("reference")
+    copy = rows.get("copy " + group.rsplit(" ", 1)[-1], {}).get("torch")
+    for backend, r in sorted(rows[group].items()):
+        sp = f"{ref['median_s'] / r['median_s']:.2f}" if ref and backend != "reference" else ""
+        pct = f"{100 * r['gbps'] / copy['gbps']:.0f}" if copy and r.get("gbps") and not group.startswith("copy") else ""
+        gbps = f"{r['gbps']:.1f}" if r.get("gbps") else ""
+        lines.append(f"| {group} | {backend} | {r['median_s']*1e3:.3f} | {r['p20_s']*1e3:.3f} | {r['p80_s']*1e3:.3f} | {gbps} | {sp} | {pct} |")
+open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PYEOF
+fi
+echo "== done: $OUT (status $STATUS)"
+exit $STATUS
