@@ -1,0 +1,716 @@
+"""A procedural renderer of eye-region image pairs: the same eye looking in two directions.
+
+Each pair shares the eye, skin, lighting, crop and camera; only the gaze (and the
+eyelids' response to it) differs. Everything is vectorised over the batch with
+torch and rendered at ``supersample`` times the patch size, then area-downsampled.
+
+Convention (SPEC.md):
+  * the canonical eye is the one on the image's LEFT (the person's right eye, dlib
+    36-41): outer corner (anchor 0) on the patch's left, inner corner (anchor 3, with
+    the caruncle) on the right;
+  * anchors are (x, y) in patch pixels, pixel centres at integers, 0..W-1 / 0..H-1:
+    outer corner, two upper-lid points, inner corner, two lower-lid points (dlib
+    36..41 order), then the pupil centre;
+  * angles are (vertical, horizontal) degrees; vertical > 0 looks up (smaller y),
+    horizontal > 0 looks towards the image's right (larger x). ``angles`` =
+    target gaze - input gaze;
+  * tilt is the head roll in degrees: the angle of the line from the outer to the
+    inner corner, atan2(dy, dx) in image coordinates (y down), so tilt > 0 has the
+    inner corner lower. "Hard" samples have |tilt| > 8 degrees.
+  * crop: the corner distance is ``width / crop_scale`` pixels (crop_scale = 2.0, as
+    DeepWarpConfig), jittered like real landmark noise; the corners' midpoint is near
+    the patch centre; pixels are square.
+
+Internally the eye lives in an "eye frame" (u, v): corners at (-1, 0) and (+1, 0),
+v pointing down, one unit = half the corner distance. A pixel maps to the eye frame by
+undoing the crop's translation, scale and roll.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Dict, Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from .camera import apply_camera
+
+HARD_TILT = 8.0  # degrees; |tilt| above this is a "hard" sample (the paper's split)
+
+# Skin tones (linear-ish RGB in [0, 1]) from light to very dark; a sample interpolates.
+_SKIN = torch.tensor([
+    [0.97, 0.82, 0.72],
+    [0.88, 0.68, 0.56],
+    [0.74, 0.52, 0.39],
+    [0.55, 0.36, 0.25],
+    [0.36, 0.23, 0.15],
+    [0.24, 0.15, 0.10],
+])
+# Iris base colours (outer, towards the limbus) and their weights.
+_IRIS = torch.tensor([
+    [0.22, 0.12, 0.06],  # dark brown
+    [0.36, 0.21, 0.10],  # brown
+    [0.13, 0.08, 0.05],  # very dark brown
+    [0.42, 0.32, 0.15],  # hazel
+    [0.30, 0.38, 0.24],  # green
+    [0.30, 0.42, 0.56],  # blue
+    [0.40, 0.46, 0.50],  # grey
+])
+_IRIS_W = torch.tensor([0.30, 0.20, 0.15, 0.10, 0.07, 0.11, 0.07])
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """Rendering options; every field can be passed to :func:`render_pairs` by name."""
+
+    supersample: int = 2            # render at this multiple of the patch size, then area-downsample
+    crop_scale: float = 2.0         # patch width / corner distance (DeepWarpConfig.crop_scale)
+    scale_jitter: float = 0.08      # relative std of the crop scale (landmark noise)
+    center_jitter: float = 0.035    # std of the crop centre, in patch widths
+    hard_tilt_max: float = 20.0     # |tilt| of hard samples is uniform in (8, hard_tilt_max)
+    easy_tilt_std: float = 3.0      # tilt of easy samples: normal, clipped to +-8
+    brow_prob: float = 0.45         # an eyebrow enters the top of the patch
+    glasses_prob: float = 0.08      # a glasses frame crosses the patch
+    makeup_prob: float = 0.1        # darker lash line
+    camera: bool = True             # blur, noise, JPEG, exposure (off: the clean render)
+    jpeg_prob: float = 0.6          # fraction of samples JPEG-compressed (quality 35..95)
+    blur_max: float = 0.9           # max Gaussian blur sigma, output pixels
+    noise_max: float = 0.03         # max sensor noise std
+    return_layers: bool = False     # also return masks (for tests and previews)
+
+    @classmethod
+    def from_kwargs(cls, **kw) -> "SynthOptions":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kw) - names)
+        if unknown:
+            raise TypeError(f"render_pairs got unknown option(s) {unknown}; known options: {sorted(names)}")
+        opts = cls(**kw)
+        if opts.supersample < 1 or int(opts.supersample) != opts.supersample:
+            raise ValueError(f"supersample must be a positive integer, got {opts.supersample}")
+        if opts.crop_scale <= 0:
+            raise ValueError(f"crop_scale must be positive, got {opts.crop_scale}")
+        return opts
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def _u(gen, n, lo, hi):
+    return torch.rand(n, generator=gen, dtype=torch.float64).float() * (hi - lo) + lo
+
+
+def _n(gen, n, std=1.0):
+    return torch.randn(n, generator=gen, dtype=torch.float64).float() * std
+
+
+def _as_n2(x, n, name):
+    t = torch.as_tensor(x, dtype=torch.float32).cpu()
+    if t.ndim == 1 and t.shape[0] == 2:
+        t = t.expand(n, 2)
+    if t.shape != (n, 2):
+        raise ValueError(f"{name} must have shape ({n}, 2) (vertical, horizontal degrees) or (2,), got {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite")
+    return t.clone()
+
+
+def _as_n(x, n, name):
+    t = torch.as_tensor(x, dtype=torch.float32).cpu()
+    if t.ndim == 0:
+        t = t.expand(n)
+    if t.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or have shape ({n},), got {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite")
+    return t.clone()
+
+
+def sample_gazes(gen, n, gaze_range, max_redirect, angles=None, input_gaze=None):
+    """Input and target gazes (n, 2) within +-gaze_range whose difference is ``angles``
+    (sampled uniformly in +-max_redirect, clipped to what the range allows, when not given)."""
+    R = float(gaze_range)
+    if input_gaze is not None:
+        g0 = _as_n2(input_gaze, n, "input_gaze")
+        if angles is None:
+            lo = torch.clamp(-R - g0, min=-max_redirect)
+            hi = torch.clamp(R - g0, max=max_redirect)
+            a = lo + (hi - lo) * torch.rand(n, 2, generator=gen, dtype=torch.float64).float()
+        else:
+            a = _as_n2(angles, n, "angles")
+        return g0, g0 + a
+    if angles is None:
+        a = (torch.rand(n, 2, generator=gen, dtype=torch.float64).float() * 2 - 1) * min(max_redirect, 2 * R)
+    else:
+        a = _as_n2(angles, n, "angles")
+        if (a.abs() > 2 * R + 1e-4).any():
+            raise ValueError(f"angles must be within +-2*gaze_range = +-{2 * R:g} degrees so that both gazes fit in "
+                             f"+-gaze_range; got max |angle| {a.abs().max().item():g}")
+    lo = torch.clamp(-R - a, min=-R)
+    hi = torch.clamp(R - a, max=R)
+    g0 = lo + (hi - lo) * torch.rand(n, 2, generator=gen, dtype=torch.float64).float()
+    return g0, g0 + a
+
+
+def sample_tilts(gen, n, hard_fraction, opts: SynthOptions):
+    hard = torch.rand(n, generator=gen, dtype=torch.float64) < hard_fraction
+    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    hard_t = sign * _u(gen, n, HARD_TILT + 0.25, max(opts.hard_tilt_max, HARD_TILT + 0.5))
+    easy_t = (_n(gen, n, opts.easy_tilt_std)).clamp(-HARD_TILT + 0.25, HARD_TILT - 0.25)
+    return torch.where(hard, hard_t, easy_t)
+
+
+def _pick(gen, n, table, weights=None):
+    if weights is None:
+        idx = torch.randint(0, table.shape[0], (n,), generator=gen)
+    else:
+        idx = torch.multinomial(weights, n, replacement=True, generator=gen)
+    return table[idx]
+
+
+def sample_params(gen, n, H, W, opts: SynthOptions, g0, g1, tilt) -> Dict[str, torch.Tensor]:
+    """Every per-sample random choice, drawn on the CPU in a fixed order (so pixels do not
+    depend on the device), as a dict of (n, ...) float tensors."""
+    p: Dict[str, torch.Tensor] = {}
+    p["g0"], p["g1"], p["tilt"] = g0, g1, tilt
+    # crop: pixels per eye unit (half the corner distance) and the corners' midpoint
+    p["scale"] = (W / opts.crop_scale / 2.0) * (1 + _n(gen, n, opts.scale_jitter).clamp(-2.5 * opts.scale_jitter, 2.5 * opts.scale_jitter))
+    p["cx"] = (W - 1) / 2 + _n(gen, n, opts.center_jitter * W).clamp(-0.08 * W, 0.08 * W)
+    p["cy"] = (H - 1) / 2 + _n(gen, n, opts.center_jitter * W).clamp(-0.08 * W, 0.08 * W) + 0.02 * H
+    # eyeball (eye units): radius, centre, iris and pupil
+    p["r_eye"] = _u(gen, n, 0.76, 0.9)
+    p["ex"] = _u(gen, n, -0.06, 0.08)
+    p["ey"] = _u(gen, n, -0.12, 0.04)
+    p["iris_frac"] = _u(gen, n, 0.46, 0.54)   # iris radius / eyeball radius
+    p["pupil_frac"] = _u(gen, n, 0.24, 0.5)   # pupil radius / iris radius
+    p["iris_rgb"] = _pick(gen, n, _IRIS, _IRIS_W) * (1 + _n(gen, n * 3, 0.08).view(n, 3)).clamp(0.6, 1.4)
+    p["iris_inner"] = _u(gen, n, 0.0, 1.0)     # strength of the lighter / warmer ring around the pupil
+    p["iris_bright"] = _u(gen, n, 0.85, 1.35)
+    p["limbus"] = _u(gen, n, 0.35, 0.8)        # darkening of the limbal ring
+    p["sclera_rgb"] = torch.stack([_u(gen, n, 0.86, 0.95), _u(gen, n, 0.80, 0.88), _u(gen, n, 0.74, 0.84)], 1)
+    p["sclera_shade"] = _u(gen, n, 0.35, 0.7)  # darkening towards the corners
+    p["veins"] = _u(gen, n, 0.0, 0.6)
+    # eyelids (eye units): apex heights at straight gaze, response to the vertical gaze, shapes
+    p["up0"] = _u(gen, n, 0.36, 0.6)
+    p["lo0"] = _u(gen, n, 0.22, 0.38)
+    p["up_follow"] = _u(gen, n, 0.55, 0.85)     # upper lid moves this fraction of the iris's vertical motion
+    p["lo_follow"] = _u(gen, n, 0.12, 0.3)
+    p["up_skew"] = _u(gen, n, 0.0, 0.35)        # apex of the upper lid shifted to the inner side
+    p["lo_skew"] = _u(gen, n, -0.35, 0.0)       # lowest point of the lower lid to the outer side
+    p["up_pow"] = _u(gen, n, 0.55, 0.9)
+    p["lo_pow"] = _u(gen, n, 0.7, 1.1)
+    p["lid_shadow"] = _u(gen, n, 0.25, 0.6)
+    p["lid_shadow_w"] = _u(gen, n, 0.08, 0.22)
+    p["lash_len"] = _u(gen, n, 0.07, 0.2)
+    p["lash_dark"] = _u(gen, n, 0.55, 0.95)
+    p["lash_line"] = _u(gen, n, 0.03, 0.07) + (torch.rand(n, generator=gen) < opts.makeup_prob).float() * 0.04
+    p["lash_freq"] = _u(gen, n, 28.0, 48.0)
+    p["lash_phase"] = _u(gen, n, 0.0, 6.2832)
+    p["caruncle_x"] = _u(gen, n, 0.8, 0.92)
+    p["caruncle_r"] = _u(gen, n, 0.09, 0.15)
+    p["caruncle_rgb"] = torch.stack([_u(gen, n, 0.72, 0.86), _u(gen, n, 0.42, 0.55), _u(gen, n, 0.42, 0.55)], 1)
+    # skin
+    t = _u(gen, n, 0.0, 1.0) ** 1.2 * (_SKIN.shape[0] - 1)
+    i0 = t.floor().long().clamp(max=_SKIN.shape[0] - 2)
+    f = (t - i0.float()).unsqueeze(1)
+    skin = _SKIN[i0] * (1 - f) + _SKIN[i0 + 1] * f
+    p["skin_rgb"] = skin * (1 + _n(gen, n * 3, 0.035).view(n, 3))
+    p["skin_tex"] = _u(gen, n, 0.03, 0.09)
+    p["wrinkles"] = _u(gen, n, 0.0, 1.0) ** 2
+    p["wrinkle_freq"] = _u(gen, n, 9.0, 16.0)
+    p["wrinkle_phase"] = _u(gen, n, 0.0, 6.2832)
+    p["crease_h"] = _u(gen, n, 0.22, 0.45)   # crease height above the highest lid position
+    p["crease_dark"] = _u(gen, n, 0.1, 0.35)
+    p["under_dark"] = _u(gen, n, 0.0, 0.25)
+    p["bulge"] = _u(gen, n, 0.2, 0.6)
+    # eyebrow
+    p["brow"] = (torch.rand(n, generator=gen) < opts.brow_prob).float()
+    p["brow_y"] = _u(gen, n, 1.25, 1.7)
+    p["brow_w"] = _u(gen, n, 0.18, 0.4)
+    p["brow_curve"] = _u(gen, n, 0.05, 0.25)
+    p["brow_slope"] = _u(gen, n, -0.15, 0.1)
+    p["brow_dark"] = _u(gen, n, 0.35, 0.85)
+    p["brow_freq"] = _u(gen, n, 30.0, 60.0)
+    # glasses: an ellipse around the eye whose rim crosses the patch
+    p["glasses"] = (torch.rand(n, generator=gen) < opts.glasses_prob).float()
+    p["gl_cx"] = _u(gen, n, -0.4, 0.3)
+    p["gl_cy"] = _u(gen, n, -0.2, 0.3)
+    p["gl_rx"] = _u(gen, n, 1.7, 2.4)
+    p["gl_ry"] = _u(gen, n, 1.1, 1.6)
+    p["gl_w"] = _u(gen, n, 0.04, 0.14)
+    p["gl_rgb"] = torch.where(torch.rand(n, 1, generator=gen) < 0.6, _u(gen, n, 0.03, 0.15).unsqueeze(1).expand(n, 3),
+                              torch.stack([_u(gen, n, 0.4, 0.8)] * 3, 1))
+    # light: direction (towards the light, camera at +z), colour, ambient
+    az = _u(gen, n, -math.pi, math.pi)
+    el = _u(gen, n, 0.15, 0.75)  # sine of the angle away from the view axis
+    p["light"] = torch.stack([el * torch.cos(az), el * torch.sin(az) - 0.25 * el, torch.sqrt(1 - el ** 2)], 1)
+    p["light"] = p["light"] / p["light"].norm(dim=1, keepdim=True)
+    temp = _n(gen, n, 0.06)
+    p["light_rgb"] = torch.stack([1 + temp, 1 + 0.2 * temp, 1 - temp], 1) * (1 + _n(gen, n * 3, 0.02).view(n, 3))
+    p["ambient"] = _u(gen, n, 0.45, 0.75)
+    p["glint"] = _u(gen, n, 0.5, 1.0)
+    p["glint_r"] = _u(gen, n, 0.035, 0.07)
+    # camera
+    p["exposure"] = torch.exp2(_u(gen, n, -0.7, 0.45))
+    p["blur"] = _u(gen, n, 0.0, opts.blur_max) if opts.camera else torch.zeros(n)
+    p["noise"] = _u(gen, n, 0.002, opts.noise_max) if opts.camera else torch.zeros(n)
+    p["jpeg_q"] = torch.where(torch.rand(n, generator=gen) < opts.jpeg_prob, _u(gen, n, 35.0, 95.0), torch.zeros(n))
+    if not opts.camera:
+        p["jpeg_q"] = torch.zeros(n)
+    p["saturation"] = _u(gen, n, 0.75, 1.15)
+    return p
+
+
+def sample_noise_fields(gen, n) -> Dict[str, torch.Tensor]:
+    """Low-resolution random fields that the renderer upsamples into textures."""
+    return {
+        "skin1": torch.randn(n, 2, 6, 8, generator=gen),
+        "skin2": torch.randn(n, 1, 14, 18, generator=gen),
+        "skin3": torch.randn(n, 1, 30, 38, generator=gen),
+        "veins": torch.randn(n, 1, 7, 9, generator=gen),
+        # iris in polar coordinates (radius x angle), the last angle column repeats the first
+        "iris": torch.randn(n, 2, 5, 64, generator=gen),
+        "lash": torch.randn(n, 1, 1, 48, generator=gen),
+        "brow": torch.randn(n, 1, 6, 40, generator=gen),
+    }
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def gaze_vector(g: torch.Tensor) -> torch.Tensor:
+    """(..., 2) (vertical, horizontal) degrees -> unit vectors (..., 3) in camera axes
+    (x right, y down, z towards the camera)."""
+    v = torch.deg2rad(g[..., 0])
+    h = torch.deg2rad(g[..., 1])
+    return torch.stack([torch.cos(v) * torch.sin(h), -torch.sin(v), torch.cos(v) * torch.cos(h)], -1)
+
+
+def _rot_xy(vec: torch.Tensor, ang: torch.Tensor) -> torch.Tensor:
+    """Rotate the x, y components of (..., 3) vectors by ``ang`` radians (z unchanged)."""
+    c, s = torch.cos(ang), torch.sin(ang)
+    x, y = vec[..., 0], vec[..., 1]
+    return torch.stack([c * x - s * y, s * x + c * y, vec[..., 2]], -1)
+
+
+def lid_heights(p, gaze_head: torch.Tensor):
+    """Apex heights (eye units, positive = away from the corner line) of the upper and
+    lower lids for head-frame gaze vectors (B, P, 3). The lids follow the vertical gaze:
+    looking up raises both (the upper one a lot), looking down lowers them."""
+    r = p["r_eye"].unsqueeze(1)
+    dy = gaze_head[..., 1]  # < 0 looking up
+    rise = -dy * r          # vertical iris displacement, > 0 up
+    up = (p["up0"].unsqueeze(1) + p["up_follow"].unsqueeze(1) * rise).clamp(min=0.06)
+    lo = (p["lo0"].unsqueeze(1) - p["lo_follow"].unsqueeze(1) * rise).clamp(min=0.04)
+    # the lids never cross: keep a sliver of opening
+    return up, lo
+
+
+def _lid_shape(u, skew, pw):
+    """Lid profile in [0, 1] through the corners u = +-1 (0 there, ~1 at the apex)."""
+    base = (1 - u * u).clamp(min=0)
+    return base.pow(pw) * (1 + skew * u)
+
+
+def lid_curves(u, p, up, lo):
+    """v of the upper (negative) and lower (positive) lid at eye-frame abscissae ``u``.
+    u: (B, P|1, ...); up, lo: (B, P) apex heights."""
+    extra = u.ndim - 2
+    def e(t):
+        return t.view(t.shape + (1,) * extra)
+    v_up = -e(up) * _lid_shape(u, e(p["up_skew"].unsqueeze(1)), e(p["up_pow"].unsqueeze(1)))
+    v_lo = e(lo) * _lid_shape(u, e(p["lo_skew"].unsqueeze(1)), e(p["lo_pow"].unsqueeze(1)))
+    return v_up, v_lo
+
+
+def anchors_from_params(p) -> torch.Tensor:
+    """The seven anchors (B, 2, 7, 2) in patch pixels of both images of each pair (from
+    :func:`derived_params`): lid points at u = -1, -1/3, 1/3, 1 (upper) and 1/3, -1/3
+    (lower), then the pupil centre (the centre of the iris plane's disc)."""
+    up, lo = p["up"], p["lo"]
+    B, P = up.shape
+    u = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0, 1 / 3, -1 / 3]).view(1, 1, 6).expand(B, P, 6)
+    v_up, v_lo = lid_curves(u, p, up, lo)
+    v = torch.cat([torch.zeros(B, P, 1), v_up[..., 1:3], torch.zeros(B, P, 1), v_lo[..., 4:6]], -1)
+    gh = p["gaze_head"]
+    cosa = torch.sqrt(1 - p["iris_frac"] ** 2).unsqueeze(1)
+    r = p["r_eye"].unsqueeze(1)
+    pu = p["ex"].unsqueeze(1) + r * cosa * gh[..., 0]
+    pv = p["ey"].unsqueeze(1) + r * cosa * gh[..., 1]
+    u = torch.cat([u, pu.unsqueeze(-1)], -1)
+    v = torch.cat([v, pv.unsqueeze(-1)], -1)
+    return eye_to_patch(p, u, v)
+
+
+def eye_to_patch(p, u, v):
+    """Eye-frame (u, v) (B, P, K) -> patch pixels (B, P, K, 2)."""
+    t = torch.deg2rad(p["tilt"]).view(-1, 1, 1)
+    c, s = torch.cos(t), torch.sin(t)
+    sc = p["scale"].view(-1, 1, 1)
+    x = p["cx"].view(-1, 1, 1) + sc * (c * u - s * v)
+    y = p["cy"].view(-1, 1, 1) + sc * (s * u + c * v)
+    return torch.stack([x, y], -1)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+def _sm(x):
+    """Anti-aliased step: x is a signed distance in render pixels (> 0 inside)."""
+    return (x + 0.5).clamp(0.0, 1.0)
+
+
+def _v(p, k, nd=2):
+    """A per-sample parameter (B,) -> (B, 1, 1, 1) for broadcasting over (B, P, h, w)."""
+    t = p[k]
+    return t.view(t.shape[0], 1, *([1] * nd))
+
+
+def _eye_coords(p, X, Y):
+    """Eye-frame coordinates (B, 1, h, w) of patch positions X (B, 1, 1, w) and Y (B, 1, h, 1)
+    (patch pixels, pixel centres at integers)."""
+    B = p["scale"].shape[0]
+    t = torch.deg2rad(p["tilt"]).view(B, 1, 1, 1)
+    c, sn = torch.cos(t), torch.sin(t)
+    isc = 1.0 / p["scale"].view(B, 1, 1, 1)
+    dx = (X - p["cx"].view(B, 1, 1, 1)) * isc
+    dy = (Y - p["cy"].view(B, 1, 1, 1)) * isc
+    return c * dx + sn * dy, -sn * dx + c * dy
+
+
+def _tex(noise, u, v, su, sv):
+    """Sample a low-resolution noise field (B, C, h, w) at eye-frame positions: the field
+    spans u in [-su, su], v in [-sv, sv] (bilinear, border)."""
+    B = u.shape[0]
+    grid = torch.stack([(u * (1.0 / su)).expand(B, 1, *u.shape[-2:])[:, 0], (v * (1.0 / sv)).expand(B, 1, *v.shape[-2:])[:, 0]], -1)
+    return F.grid_sample(noise, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def render_skin(p, z, u, v, up_max, pxu):
+    """The skin, shared by both images of a pair: (B, 3, h, w) colour and the diffuse
+    shading (B, 1, h, w), at eye-frame positions u, v (B, 1, h, w); ``pxu`` is render
+    pixels per eye unit (for anti-aliasing)."""
+    B = u.shape[0]
+    t1 = _tex(z["skin1"], u, v, 2.6, 2.2)
+    tex = t1[:, :1] * 0.5 + _tex(z["skin2"], u, v, 2.6, 2.2) * 0.35 + _tex(z["skin3"], u, v, 2.6, 2.2) * 0.3
+    # a height field (the eyeball's bulge under the lids, the sulcus under the brow),
+    # shaded with the light
+    uu = u * u
+    gb = torch.exp(uu * -0.55 - (v + 0.05) ** 2 * 1.6) * _v(p, "bulge")
+    vs = v + 1.05
+    gs = torch.exp(uu * -0.4 - vs * vs * 6.0) * 0.25
+    dhdu = u * (gb * -1.1 + gs * -0.8)
+    dhdv = gb * ((v + 0.05) * -3.2) + gs * (vs * -12.0)
+    lx, ly, lz = _v(p, "lx"), _v(p, "ly"), _v(p, "lz")
+    ndotl = (lz - dhdu * lx - dhdv * ly) * torch.rsqrt(dhdu * dhdu + dhdv * dhdv + 1)
+    amb = _v(p, "ambient")
+    shade = amb + (1 - amb) * ndotl.clamp(min=0)
+    # the lid crease above the highest lid position, wrinkles below and at the outer corner
+    arc = (1 - uu * 0.72).clamp(min=0).sqrt()
+    dc = (v + (up_max + _v(p, "crease_h")) * arc) * (1.0 / 0.07)
+    crease = torch.exp(-dc * dc) * _v(p, "crease_dark") * (1 - uu * 0.64).clamp(min=0)
+    fold = torch.sigmoid(dc) * torch.sigmoid((v + 0.25) * -8.0)
+    lo_rest = _v(p, "lo0") * (1 - uu).clamp(min=0)
+    wd = v - lo_rest
+    wr = torch.cos(wd * _v(p, "wrinkle_freq") + _v(p, "wrinkle_phase")) * torch.sigmoid((wd - 0.12) * 25) * torch.exp(uu * -0.5)
+    crow = torch.cos(torch.atan2(v, (u + 1.25).clamp(max=-1e-3)) * 18.0) * torch.sigmoid((u + 1.15) * -10.0)
+    wrinkle = (wr + crow * 0.6) * (0.05 * _v(p, "wrinkles"))
+    under = _v(p, "under_dark") * torch.exp((u - 0.1) ** 2 * -0.8 - (v - 0.6) ** 2 * 5)
+    lum = shade * (1 + tex * _v(p, "skin_tex") + wrinkle) * (1 - crease - under - 0.06 * fold)
+    red = t1[:, 1:2] * 0.06
+    rgb = p["skin_rgb"].view(B, 3, 1, 1)
+    skin = torch.cat([rgb[:, 0:1] * (lum + red * lum), rgb[:, 1:2] * (lum - 0.5 * red * lum), rgb[:, 2:3] * (lum - 0.5 * red * lum)], 1)
+    # eyebrow hair (a subset of samples)
+    idx = (p["brow"] > 0).nonzero().flatten()
+    if idx.numel():
+        q = {k: t[idx] for k, t in p.items()}
+        bu, bv = u[idx], v[idx]
+        yb = -_v(q, "brow_y") + _v(q, "brow_curve") * bu * bu - _v(q, "brow_slope") * bu
+        db = (yb - bv) / _v(q, "brow_w")
+        hair = _tex(z["brow"][idx], bu, bv, 2.6, 2.2)
+        strands = 0.5 + 0.5 * torch.sin(bu * _v(q, "brow_freq") + bv * 20 + hair * 2.5)
+        ba = torch.sigmoid(db * 8 + 2) * torch.sigmoid((1.6 - db) * 6) * (0.55 + 0.45 * strands)
+        ba = ba * _v(q, "brow_dark") * torch.sigmoid((bu + 1.9) * 4)
+        sk = skin[idx]
+        skin[idx] = sk + ba * (q["skin_rgb"].view(-1, 3, 1, 1) * 0.25 * shade[idx] - sk)
+    return skin, shade
+
+
+def _window(p, up, lo, H, W):
+    """Per-sample windows (output pixels) holding everything the gaze changes: the
+    opening, lids, lashes. Returns the common size (hw, ww) and offsets oy, ox (B,)."""
+    B = up.shape[0]
+    uu = torch.linspace(-1.06, 1.06, 13).view(1, 1, -1).expand(B, 2, -1)
+    v_up, v_lo = lid_curves(uu, p, up, lo)
+    lash = p["lash_len"].view(B, 1, 1) + 0.12
+    pts = torch.cat([eye_to_patch(p, uu, v_up - lash), eye_to_patch(p, uu, v_lo + 0.12)], 2).view(B, -1, 2)
+    lo_xy = pts.min(1).values.floor() - 1
+    hi_xy = pts.max(1).values.ceil() + 1
+    ww = int(min(W, (hi_xy[:, 0] - lo_xy[:, 0]).max().item() + 1))
+    hw = int(min(H, (hi_xy[:, 1] - lo_xy[:, 1]).max().item() + 1))
+    ox = lo_xy[:, 0].clamp(0, W - ww).long()
+    oy = lo_xy[:, 1].clamp(0, H - hw).long()
+    return hw, ww, oy, ox
+
+
+def render_eye(p, z, u, v, up, lo, pxu):
+    """The gaze-dependent layer at eye-frame positions u, v (B, 1, h, w) for both images
+    of each pair (up, lo: (B, 2) lid apex heights). Returns the skin's transmittance T
+    (B, 2, h, w) and the premultiplied colour E (B, 2, 3, h, w) of everything in front
+    of it (eyeball, lids' shadow, lashes), so that image = skin * T + E; and masks."""
+    B = u.shape[0]
+    h, w = u.shape[-2:]
+    r = _v(p, "r_eye")
+    du, dv = u - _v(p, "ex"), v - _v(p, "ey")
+    # shared by the pair: the eyeball sphere's shading, corner darkening, veins, caruncle, glint
+    ir = 1.0 / r
+    nx, ny = du * ir, dv * ir
+    nz = (1 - nx * nx - ny * ny).clamp(min=0.02).sqrt()
+    lx, ly, lz = _v(p, "lx"), _v(p, "ly"), _v(p, "lz")
+    sdotl = (nx * lx + ny * ly + nz * lz).clamp(min=0)
+    corner = ((u.abs() - 0.35).clamp(min=0) * (1 / 0.65)) ** 2
+    sc_lum = (0.72 + 0.28 * sdotl) * (1 - _v(p, "sclera_shade") * corner) * (0.6 + 0.4 * nz)
+    vn = _tex(z["veins"], u, v, 1.2, 0.8)
+    vein = torch.exp(vn * vn * -36.0) * _v(p, "veins") * (0.3 + corner)
+    car = torch.exp(((u - _v(p, "caruncle_x")) ** 2 + (v * 1.6) ** 2) * (-1.0 / _v(p, "caruncle_r") ** 2))
+    gd2 = ((u - _v(p, "glint_u")) ** 2 + (v - _v(p, "glint_v")) ** 2) * (1.0 / _v(p, "glint_r") ** 2)
+    glint = torch.exp(-gd2 * gd2) * _v(p, "glint")
+    open_u = _sm((1.0 - u.abs()) * pxu)
+    shape_up = _lid_shape(u, _v(p, "up_skew"), _v(p, "up_pow"))
+    shape_lo = _lid_shape(u, _v(p, "lo_skew"), _v(p, "lo_pow"))
+    density = ((1 - u.abs()).clamp(min=0).sqrt() * (1.1 - 0.35 * u)).clamp(max=1)
+    lash_base = u * _v(p, "lash_freq") + _v(p, "lash_phase")
+    # per image: iris and pupil, discs in the plane r*cos(a) along the gaze, seen through
+    # the cornea (orthographic rays intersected with that plane)
+    gh = p["gaze_head"]
+    gx, gy, gz = (gh[..., i].view(B, 2, 1, 1) for i in range(3))
+    fi = _v(p, "iris_frac")
+    ri = r * fi
+    gzc = gz.clamp(min=0.3)
+    zp = (r * (1 - fi * fi).sqrt() - du * gx - dv * gy) * (1.0 / gzc)
+    nb = torch.rsqrt(gz * gz + gx * gx)               # in-plane basis b1 = (gz, 0, -gx)/|.|, b2 = g x b1
+    b1x, b1z = gz * nb, -gx * nb
+    b2x, b2y, b2z = gy * b1z, gz * b1x - gx * b1z, -gy * b1x
+    qa = du * b1x + zp * b1z
+    qb = du * b2x + dv * b2y + zp * b2z
+    qr = (qa * qa + qb * qb).sqrt() * (1.0 / ri)      # 1 at the limbus
+    theta = torch.atan2(qb, qa)
+    grid = torch.stack([theta * (1 / math.pi), qr.clamp(max=1.2) * (2 / 1.2) - 1], -1)
+    iz = torch.cat([z["iris"], z["iris"][..., :1]], -1)
+    it = F.grid_sample(iz, grid.view(B, 2 * h, w, 2), mode="bilinear", padding_mode="border", align_corners=True)
+    it = it.view(B, 2, 2, h, w)
+    fib, hue = it[:, 0], it[:, 1]
+    pf = _v(p, "pupil_frac")
+    radial = ((qr - pf) * (1.0 / (1 - pf))).clamp(0, 1)
+    inner = torch.exp(radial * radial * (-1 / 0.35 ** 2)) * _v(p, "iris_inner")
+    limbal = 1 - _v(p, "limbus") * ((qr - 0.78) * (1 / 0.22)).clamp(0, 1) ** 1.5
+    ilum = _v(p, "iris_bright") * (1 + 0.28 * fib + 0.12 * hue) * limbal * (0.8 + 0.2 * sdotl)
+    front = (gz > 0.05).float()
+    rpx = ri * pxu
+    ia = _sm((1 - qr) * rpx) * front
+    pa = _sm((pf - qr) * rpx) * front
+    # per image: lids
+    upv = up.view(B, 2, 1, 1)
+    lov = lo.view(B, 2, 1, 1)
+    d_up = (v + upv * shape_up) * pxu                  # render pixels below the upper lid
+    d_lo = (lov * shape_lo - v) * pxu                  # render pixels above the lower lid
+    opening = _sm(d_up) * _sm(d_lo) * open_u
+    a_up = d_up * (-1.0 / pxu)                         # eye units above the upper lid
+    shadow = (1 - _v(p, "lid_shadow") * torch.exp(a_up.clamp(max=0) * (1.0 / _v(p, "lid_shadow_w")))) \
+        * (1 - 0.25 * torch.exp(d_lo.clamp(min=0) * (-1.0 / (0.06 * pxu))))
+    strands = (0.5 + 0.5 * torch.sin(lash_base + a_up * 12)) ** 2
+    la = (torch.exp(-(a_up.clamp(min=0) * (1.0 / _v(p, "lash_line"))) ** 2) * _sm(d_up * -1 + 1.0)
+          + strands * (1 - a_up * (1.0 / _v(p, "lash_len"))).clamp(0, 1) * _sm(-d_up)) * density
+    la = la.clamp(max=1) * _v(p, "lash_dark")
+    below = d_lo * (-1.0 / pxu)
+    lla = torch.exp(-(below.clamp(min=0) * 25.0) ** 2) * _sm(-d_lo + 0.5) * (0.35 * density)
+    # premultiplied weights of each colour, front to back
+    T = (1 - opening) * (1 - la) * (1 - lla)
+    M = opening * (1 - la) * (1 - lla)
+    Mg = M * glint
+    Me = M * shadow * (1 - glint)
+    Mc = Me * car
+    Mn = Me - Mc                                        # not the caruncle
+    Mp = Mn * pa
+    Mi = (Mn - Mp) * ia
+    Ms = Mn - Mp - Mi
+    Wsc = Ms * sc_lum
+    weights = torch.stack([
+        Wsc,                                            # sclera
+        Wsc * vein,                                     # vein tint (a negative colour)
+        Mi * ilum,                                      # iris
+        Mi * inner,                                     # the warmer ring around the pupil
+        Mp,                                             # pupil
+        Mc * (0.75 + 0.25 * sdotl),                     # caruncle
+        Mg,                                             # glint
+        la * (1 - lla),                                 # lashes
+        lla,                                            # lower lash line
+    ], -1)                                              # (B, 2, h, w, K)
+    cols = p["eye_colours"]                             # (B, K, 3)
+    E = torch.bmm(weights.view(B, -1, weights.shape[-1]), cols).view(B, 2, h, w, 3).permute(0, 1, 4, 2, 3)
+    masks = {"opening": opening, "pupil": pa * opening, "iris": ia * opening}
+    return T, E, masks
+
+
+def render_batch(p: Dict[str, torch.Tensor], z: Dict[str, torch.Tensor], H: int, W: int, opts: SynthOptions,
+                 device, layers: bool = False) -> Dict[str, torch.Tensor]:
+    """Render one batch of pairs from its parameters; returns images (B, 2, 3, H, W) (before
+    the camera) and, with ``layers``, masks (B, 2, H, W) at the output resolution.
+
+    The skin (shared by the pair) is rendered at the output resolution; the window that
+    holds everything the gaze changes is rendered at ``supersample`` x and area-reduced."""
+    B = p["scale"].shape[0]
+    s = int(opts.supersample)
+    p = derived_params(p)
+    up, lo = p["up"], p["lo"]
+    hw, ww, oy, ox = _window(p, up, lo, H, W)
+    p = {k: t.to(device) for k, t in p.items()}
+    z = {k: t.to(device) for k, t in z.items()}
+    oy, ox = oy.to(device), ox.to(device)
+    up, lo = p["up"], p["lo"]
+    up_max = torch.maximum(up[:, 0], up[:, 1]).view(B, 1, 1, 1)
+    # skin at the output resolution
+    X = torch.arange(W, device=device, dtype=torch.float32).view(1, 1, 1, W)
+    Y = torch.arange(H, device=device, dtype=torch.float32).view(1, 1, H, 1)
+    u, v = _eye_coords(p, X, Y)
+    skin, shade = render_skin(p, z, u, v, up_max, (p["scale"]).view(B, 1, 1, 1))
+    # the gaze-dependent window, supersampled
+    js = (torch.arange(ww * s, device=device, dtype=torch.float32) + 0.5) / s - 0.5
+    is_ = (torch.arange(hw * s, device=device, dtype=torch.float32) + 0.5) / s - 0.5
+    Xw = ox.view(B, 1, 1, 1).float() + js.view(1, 1, 1, -1)
+    Yw = oy.view(B, 1, 1, 1).float() + is_.view(1, 1, -1, 1)
+    uw, vw = _eye_coords(p, Xw, Yw)
+    T, E, masks = render_eye(p, z, uw, vw, up, lo, (p["scale"] * s).view(B, 1, 1, 1))
+    if s > 1:
+        T = F.avg_pool2d(T, s)
+        E = F.avg_pool2d(E.reshape(B, 2 * 3, hw * s, ww * s), s).view(B, 2, 3, hw, ww)
+    # paste: image = skin * T + E inside the window
+    iy = (oy.view(B, 1, 1) + torch.arange(hw, device=device).view(1, hw, 1))
+    ix = (ox.view(B, 1, 1) + torch.arange(ww, device=device).view(1, 1, ww))
+    flat = (iy * W + ix).view(B, 1, 1, hw * ww)
+    skin_flat = skin.view(B, 1, 3, H * W)
+    sk_w = skin_flat.gather(3, flat.expand(B, 1, 3, -1)).view(B, 1, 3, hw, ww)
+    win = sk_w * T.unsqueeze(2) + E
+    img = skin_flat.expand(B, 2, 3, H * W).clone()
+    img.scatter_(3, flat.expand(B, 2, 3, -1), win.view(B, 2, 3, hw * ww))
+    img = img.view(B, 2, 3, H, W)
+    # glasses frame on top (a subset): the rim of an ellipse around the eye, output resolution
+    idx = (p["glasses"] > 0).nonzero().flatten()
+    if idx.numel():
+        q = {k: t[idx] for k, t in p.items()}
+        gu, gv = u[idx], v[idx]
+        e = ((gu - _v(q, "gl_cx")) / _v(q, "gl_rx")) ** 2 + ((gv - _v(q, "gl_cy")) / _v(q, "gl_ry")) ** 2
+        dist = (e.sqrt() - 1) * torch.minimum(_v(q, "gl_rx"), _v(q, "gl_ry"))
+        pxo = q["scale"].view(-1, 1, 1, 1)
+        ga = _sm((_v(q, "gl_w") - dist.abs()) * pxo).unsqueeze(1)
+        lens = (1 - 0.08 * _sm(-dist * pxo)).unsqueeze(1)
+        gl = q["gl_rgb"].view(-1, 1, 3, 1, 1) * (0.7 + 0.3 * shade[idx]).unsqueeze(1)
+        im = img[idx] * lens
+        img[idx] = im + ga * (gl - im)
+    img = img * p["light_rgb"].view(B, 1, 3, 1, 1)
+    out = {"images": img}
+    if layers:
+        def paste(m):
+            if s > 1:
+                m = F.avg_pool2d(m, s)
+            full = torch.zeros(B, 2, H * W, device=device)
+            full.scatter_(2, flat.view(B, 1, -1).expand(B, 2, -1), m.reshape(B, 2, -1))
+            return full.view(B, 2, H, W)
+        for k, m in masks.items():
+            out[k] = paste(m)
+        full = torch.zeros(B, 2, H * W, device=device)
+        full.scatter_(2, flat.view(B, 1, -1).expand(B, 2, -1), (1 - T).reshape(B, 2, -1))
+        out["eye_region"] = full.view(B, 2, H, W)
+    return out
+
+
+def derived_params(p: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Quantities computed from the sampled parameters (CPU, small): gazes in head axes,
+    lid heights, the light in head axes, the glint's position, the eye layer's colours."""
+    p = dict(p)
+    B = p["scale"].shape[0]
+    tilt = torch.deg2rad(p["tilt"])
+    gaze_cam = gaze_vector(torch.stack([p["g0"], p["g1"]], 1))
+    p["gaze_head"] = _rot_xy(gaze_cam, -tilt.unsqueeze(1))
+    p["up"], p["lo"] = lid_heights(p, p["gaze_head"])
+    L = _rot_xy(p["light"], -tilt)
+    p["lx"], p["ly"], p["lz"] = L[:, 0], L[:, 1], L[:, 2]
+    # the corneal highlight sits where the eyeball's normal is the half vector between
+    # the light and the view: it stays with the light, not with the iris
+    hn = torch.rsqrt(2 + 2 * p["lz"])
+    p["glint_u"] = p["ex"] + p["r_eye"] * 0.62 * p["lx"] * hn
+    p["glint_v"] = p["ey"] + p["r_eye"] * 0.62 * p["ly"] * hn
+    sk = p["skin_rgb"]
+    p["eye_colours"] = torch.stack([
+        p["sclera_rgb"],
+        -p["sclera_rgb"] * torch.tensor([0.05, 0.4, 0.4]),
+        p["iris_rgb"],
+        torch.tensor([0.25, 0.15, 0.03]).expand(B, 3),
+        torch.full((B, 3), 0.03),
+        p["caruncle_rgb"],
+        p["light_rgb"] / p["light_rgb"].max(1, keepdim=True).values,
+        sk * 0.12,
+        sk * 0.45,
+    ], 1)
+    return p
+
+
+def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_range: float = 30.0,
+                 max_redirect: float = 30.0, hard_fraction: float = 0.25, device: Union[str, torch.device] = "cpu",
+                 angles=None, tilt=None, input_gaze=None, chunk: int = 256, **options) -> Dict[str, torch.Tensor]:
+    """Render ``n`` pairs of eye patches of the same eye looking in two directions.
+
+    Returns a dict of tensors on ``device``:
+      input (n, 3, H, W), target (n, 3, H, W): float32 in [0, 1];
+      anchors (n, 7, 2): the INPUT image's anchors, patch pixels (x, y) (SPEC.md order);
+      target_anchors (n, 7, 2): the target's (the lids move with the gaze);
+      angles (n, 2): redirection (vertical, horizontal) degrees = target gaze - input gaze;
+      input_gaze, target_gaze (n, 2): the gazes themselves (degrees, camera axes);
+      tilt (n,): head roll in degrees (see the module docstring); hard = |tilt| > 8.
+
+    ``angles`` ((n, 2) or (2,)) fixes the redirections and ``tilt`` (scalar or (n,)) the
+    tilts; the input gaze is then drawn so both gazes stay within +-gaze_range. Without
+    them, redirections are uniform in +-max_redirect (clipped to the range) and a
+    ``hard_fraction`` of tilts are hard. ``options`` are :class:`SynthOptions` fields.
+    The same (n, seed, arguments) give the same pixels on a given device.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if height < 4 or width < 4:
+        raise ValueError(f"height and width must be at least 4, got {height}x{width}")
+    if gaze_range <= 0 or max_redirect < 0:
+        raise ValueError(f"gaze_range must be > 0 and max_redirect >= 0, got {gaze_range}, {max_redirect}")
+    if not 0.0 <= hard_fraction <= 1.0:
+        raise ValueError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
+    opts = SynthOptions.from_kwargs(**options)
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(int(seed) & 0xFFFFFFFFFFFF)
+    g0, g1 = sample_gazes(gen, n, gaze_range, max_redirect, angles, input_gaze)
+    tl = sample_tilts(gen, n, hard_fraction, opts) if tilt is None else _as_n(tilt, n, "tilt")
+    outs = []
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        cg = torch.Generator().manual_seed((int(seed) * 1_000_003 + start * 7919 + 17) & 0xFFFFFFFFFFFF)
+        sl = slice(start, start + m)
+        p = sample_params(cg, m, height, width, opts, g0[sl], g1[sl], tl[sl])
+        z = sample_noise_fields(cg, m)
+        r = render_batch(p, z, height, width, opts, device, layers=opts.return_layers)
+        img = r["images"]
+        if opts.camera:
+            cam = {k: p[k].repeat_interleave(2).to(device) for k in ("exposure", "blur", "noise", "jpeg_q", "saturation")}
+            noise = torch.randn(m, 1, 3, height, width, generator=cg).to(device).expand(m, 2, 3, height, width)
+            img = apply_camera(img.reshape(m * 2, 3, height, width), cam, noise=noise.reshape(m * 2, 3, height, width))
+            img = img.view(m, 2, 3, height, width)
+        else:
+            img = (img * p["exposure"].to(device).view(m, 1, 1, 1, 1)).clamp(0, 1)
+        anc = anchors_from_params(derived_params(p))
+        o = {"input": img[:, 0], "target": img[:, 1], "anchors": anc[:, 0].to(device),
+             "target_anchors": anc[:, 1].to(device)}
+        if opts.return_layers:
+            for k in ("opening", "pupil", "iris", "eye_region"):
+                o[k] = r[k]
+        outs.append(o)
+    res = {k: torch.cat([o[k] for o in outs]).contiguous() for k in outs[0]}
+    res["angles"] = (g1 - g0).to(device)
+    res["input_gaze"] = g0.to(device)
+    res["target_gaze"] = g1.to(device)
+    res["tilt"] = tl.to(device)
+    return res
