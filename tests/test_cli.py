@@ -30,6 +30,7 @@ def test_no_command_prints_help(capsys):
 
 def test_demo_writes_eye_sweep(tmp_path):
     out = tmp_path / "made" / "here"
-    assert main(["demo", "-o", str(out), "--steps", "3"]) == 0
+    assert main(["demo", "--eye-patch", "-o", str(out), "--steps", "3"]) == 0
+    assert not (out / "contact_sheet.png").exists()  # --eye-patch runs the model alone
     img = np.asarray(Image.open(out / "eye_sweep.png"))
     assert img.shape[0] > 41 and img.shape[1] > 3 * 51 and img.std() > 5

@@ -1,0 +1,219 @@
+"""`deepwarp-fast redirect`: move the gaze in a photo or a video, nothing else changed."""
+NAME = "redirect"
+HELP = "redirect the gaze of every face in an image or a video"
+
+EXIT_OK = 0
+EXIT_ERROR = 1        # an unexpected failure while processing
+EXIT_USAGE = 2        # bad arguments: angle out of range, output folder missing, unsupported type...
+EXIT_BAD_INPUT = 3    # the input is missing, unreadable, truncated or damaged
+EXIT_NO_FACE = 4      # no face found: the output was written and equals the input
+EXIT_INTERRUPTED = 130
+
+EPILOG = f"""\
+Exit status: {EXIT_OK} done; {EXIT_USAGE} bad arguments (nothing was written); {EXIT_BAD_INPUT} unreadable,
+truncated or damaged input (for a video, the decodable frames were written);
+{EXIT_NO_FACE} no face found (the output equals the input); {EXIT_INTERRUPTED} interrupted (a video
+written so far stays playable); {EXIT_ERROR} other errors.
+Images keep their depth (8/16 bit), channels and alpha; write .png to keep every pixel
+outside the eyes exactly. Videos keep every frame, the size and the frame rate (no
+audio); .mkv is lossless (FFV1), .mp4/.mov use mp4v, .avi MJPG."""
+
+import sys
+from pathlib import Path
+
+
+def add_arguments(p):
+    import argparse
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    p.add_argument("input", help="image or video file")
+    p.add_argument("-o", "--output", required=True, help="output file (image for an image, video for a video); its folder must exist")
+    p.add_argument("--vertical", type=float, default=0.0, help="degrees; > 0 moves the gaze up (default 0)")
+    p.add_argument("--horizontal", type=float, default=0.0, help="degrees; > 0 moves the gaze towards the image's right (default 0)")
+    p.add_argument("--weights", default=None, help="weights file (default: the bundled default weights)")
+    p.add_argument("--backend", default="auto", help="reference, triton, cuda or auto (default)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    p.add_argument("--no-level-roll", action="store_true", help="do not level head roll in the eye patches")
+    p.add_argument("--min-face", type=int, default=80, help="smallest face (pixels) to look for; below 80 is slower (default 80)")
+    p.add_argument("--min-eye", type=float, default=10.0, help="skip faces whose eyes are narrower than this, in pixels (default 10)")
+    p.add_argument("--min-score", type=float, default=0.3, help="detector score a face needs (default 0.3; lower finds harder faces and more false alarms)")
+    p.add_argument("--detect-every", type=int, default=10, help="video: full face detection every N frames (default 10)")
+    p.add_argument("--no-smooth", action="store_true", help="video: no temporal smoothing of the landmarks")
+    p.add_argument("--codec", default=None, help="video: four-letter codec (default by extension: mp4v, MJPG, FFV1)")
+    p.add_argument("--torch-threads", type=int, default=1, help="CPU threads for the model (default 1: the other cores decode and encode)")
+    p.add_argument("--profile", action="store_true", help="print the time per stage")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _error(msg: str, status: int) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return status
+
+
+def _check_arguments(args):
+    """(kind, status or None): everything that can be checked before any work."""
+    from ..face.io import IMAGE_EXTS, media_kind
+    from ..face.video import FOURCC_BY_EXT
+
+    src, dst = Path(args.input), Path(args.output)
+    try:
+        kind = media_kind(src)
+        out_kind = media_kind(dst)
+    except ValueError as exc:
+        return None, _error(str(exc), EXIT_USAGE)
+    if kind != out_kind:
+        return None, _error(f"the input is an {kind} but the output {dst} names a {out_kind}: use the same kind", EXIT_USAGE)
+    if kind == "video" and args.codec is None and dst.suffix.lower() not in FOURCC_BY_EXT:
+        return None, _error(f"cannot write video as {dst.suffix!r}: use {' '.join(sorted(FOURCC_BY_EXT))} or pass --codec", EXIT_USAGE)
+    if kind == "image" and dst.suffix.lower() not in IMAGE_EXTS:
+        return None, _error(f"cannot write an image as {dst.suffix!r}", EXIT_USAGE)
+    if not dst.parent.is_dir():
+        return None, _error(f"the output folder {dst.parent} does not exist (nothing was done)", EXIT_USAGE)
+    if src.exists() and dst.exists() and src.resolve() == dst.resolve():
+        return None, _error("the output would overwrite the input: choose another output file", EXIT_USAGE)
+    if dst.exists() and not args.force:
+        return None, _error(f"{dst} exists: pass --force to overwrite it", EXIT_USAGE)
+    if not src.exists():
+        return None, _error(f"{src} does not exist", EXIT_BAD_INPUT)
+    if args.torch_threads < 1:
+        return None, _error(f"--torch-threads must be >= 1, got {args.torch_threads}", EXIT_USAGE)
+    if args.detect_every < 1:
+        return None, _error(f"--detect-every must be >= 1, got {args.detect_every}", EXIT_USAGE)
+    return kind, None
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM ends a run like Ctrl-C: the video written so far is closed and playable."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return None
+
+
+def run(args) -> int:
+    import signal
+    import warnings
+
+    kind, status = _check_arguments(args)
+    if status is not None:
+        return status
+
+    from ..config import DeepWarpConfig
+    from ..face import AngleRangeError, FaceModelsUnavailableError, GazeRedirector, InputError, StageTimes
+    from ..weights import default_weights_path, read_metadata
+
+    # The angle range comes from the weights' config: checked before loading anything heavy.
+    try:
+        wpath = args.weights or default_weights_path()
+        cfg = read_metadata(wpath)["config"] if wpath is not None else DeepWarpConfig()
+    except (FileNotFoundError, ValueError) as exc:
+        return _error(str(exc), EXIT_USAGE)
+    from ..face import check_angles
+
+    try:
+        check_angles(args.vertical, args.horizontal, cfg.max_angle)
+    except AngleRangeError as exc:
+        return _error(str(exc), EXIT_USAGE)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # backend choice: said below
+        warnings.filterwarnings("always", message="no default weights")
+        try:
+            gr = GazeRedirector(weights=args.weights, backend=args.backend, device=args.device,
+                                level_roll=not args.no_level_roll, min_face=args.min_face, min_eye_px=args.min_eye,
+                                min_score=args.min_score)
+        except FaceModelsUnavailableError as exc:
+            return _error(str(exc), EXIT_ERROR)
+        except ValueError as exc:
+            return _error(str(exc), EXIT_USAGE)
+    import torch
+
+    times = StageTimes() if args.profile else None
+    previous = _sigterm_as_interrupt()
+    threads = torch.get_num_threads()
+    # A batch of a few 41x51 eyes gains little from intra-op threads; the other core
+    # decodes and encodes, and on a busy machine OpenMP barriers cost 10-50x.
+    torch.set_num_threads(args.torch_threads)
+    try:
+        if kind == "image":
+            return _run_image(gr, args, times)
+        return _run_video(gr, args, times)
+    except InputError as exc:
+        return _error(str(exc), EXIT_BAD_INPUT)
+    finally:
+        torch.set_num_threads(threads)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_image(gr, args, times) -> int:
+    import shutil
+    import time
+
+    from ..face import read_image, write_image
+
+    t0 = time.perf_counter()
+    with times("decode") if times else _nullctx():
+        img = read_image(args.input, color="bgr")
+    res = gr.redirect(img, args.vertical, args.horizontal, color="bgr", times=times)
+    for m in res.messages:
+        print(f"warning: {m}", file=sys.stderr)
+    src, dst = Path(args.input), Path(args.output)
+    with times("encode") if times else _nullctx():
+        if not res.faces and src.suffix.lower() == dst.suffix.lower():
+            shutil.copyfile(src, dst)  # no face: the very same file
+        else:
+            for m in write_image(dst, res.image, color="bgr"):
+                print(f"warning: {m}", file=sys.stderr)
+    dt = time.perf_counter() - t0
+    skipped = sum(1 for f in res.faces for e in f.eyes if e.skipped)
+    print(f"{dst}: {len(res.faces)} face(s), {res.eyes_redirected} eye(s) redirected"
+          + (f", {skipped} left unchanged" if skipped else "") + f" in {dt * 1e3:.0f} ms")
+    if times:
+        print(times.report(1))
+    if not res.faces:
+        print(f"warning: no face found in {src}: the output equals the input", file=sys.stderr)
+        return EXIT_NO_FACE
+    return EXIT_OK
+
+
+def _run_video(gr, args, times) -> int:
+    from ..face.video import redirect_video
+
+    summary = redirect_video(gr, args.input, args.output, args.vertical, args.horizontal,
+                             detect_every=args.detect_every, smooth=not args.no_smooth, codec=args.codec,
+                             progress=not args.quiet, times=times)
+    print(summary.format())
+    for m in summary.messages:
+        print(f"warning: {m}", file=sys.stderr)
+    if times:
+        print("time per stage (decode and encode run in their own threads, overlapped with the rest):")
+        print(times.report(summary.frames))
+    if summary.interrupted:
+        print(f"interrupted: {args.output} holds the {summary.frames} frames written so far (playable)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if summary.truncated:
+        return EXIT_BAD_INPUT
+    if summary.frames and summary.faces_found == 0:
+        print(f"warning: no face found in any frame of {args.input}: the output equals the input", file=sys.stderr)
+        return EXIT_NO_FACE
+    return EXIT_OK
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,285 @@
+"""Videos through the face pipeline: frames stream in (decoded in a thread), through a
+GazeStream (tracking and smoothing), and out (encoded in a thread), in order, none
+dropped: a frame that cannot be processed goes out untouched.
+
+Output codecs (OpenCV): .mp4/.m4v/.mov mp4v, .avi MJPG, .mkv FFV1 (lossless: frames
+without a face come out bit for bit). OpenCV carries no audio: the output is silent.
+The writer is closed in a ``finally``, so an interrupted run (Ctrl-C, SIGTERM in the
+CLI) leaves a playable file holding every frame written so far.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .io import InputError, _check_readable
+from .profile import StageTimes
+
+FOURCC_BY_EXT = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
+_END = object()
+
+
+class VideoReader:
+    """Frames (BGR uint8) of a video file; ``prefetch`` decodes ahead in a thread."""
+
+    def __init__(self, path, prefetch: bool = True, times: Optional[StageTimes] = None, queue_size: int = 4):
+        import cv2
+
+        self.path = Path(path)
+        _check_readable(self.path)
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise InputError(f"{self.path} is not a readable video (unknown format, truncated or damaged)")
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.times = times
+        ok, first = self._read()
+        if not ok:
+            self._cap.release()
+            raise InputError(f"{self.path}: no frame could be decoded (truncated or damaged?)")
+        self.height, self.width = first.shape[:2]
+        self._first = first
+        self._prefetch = prefetch
+        self._queue: "queue.Queue" = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _read(self) -> Tuple[bool, Optional[np.ndarray]]:
+        t0 = time.perf_counter()
+        ok, frame = self._cap.read()
+        if self.times is not None and ok:
+            self.times.add("decode", time.perf_counter() - t0)
+        return ok, frame
+
+    def _pump(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, frame = self._read()
+                if not ok:
+                    break
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # handed to the consumer
+            self._queue.put(exc)
+        finally:
+            self._queue.put(_END)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        first, self._first = self._first, None
+        if first is None:
+            raise RuntimeError("a VideoReader can be iterated once")
+        yield first
+        if not self._prefetch:
+            while True:
+                ok, frame = self._read()
+                if not ok:
+                    return
+                yield frame
+        self._thread = threading.Thread(target=self._pump, name="deepwarp-decode", daemon=True)
+        self._thread.start()
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                try:  # unblock a producer waiting on a full queue
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+                self._thread.join(timeout=0.05)
+        self._cap.release()
+
+
+class VideoWriter:
+    """Writes BGR uint8 frames; the codec follows the extension (FOURCC_BY_EXT) unless
+    ``codec`` (a four-letter code) is given. ``threaded`` encodes in a thread."""
+
+    def __init__(self, path, fps: float, size: Tuple[int, int], codec: Optional[str] = None, threaded: bool = True,
+                 times: Optional[StageTimes] = None, queue_size: int = 4):
+        import cv2
+
+        self.path = Path(path)
+        ext = self.path.suffix.lower()
+        if codec is None:
+            if ext not in FOURCC_BY_EXT:
+                raise ValueError(f"{self.path}: cannot write video as {ext!r}; use one of "
+                                 f"{' '.join(sorted(FOURCC_BY_EXT))} (or pass a codec)")
+            codec = FOURCC_BY_EXT[ext]
+        if len(codec) != 4:
+            raise ValueError(f"codec must be a four-letter code such as mp4v, MJPG or FFV1, got {codec!r}")
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        self.codec, self.fps, self.size = codec, float(fps), (int(size[0]), int(size[1]))
+        self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, self.size)
+        if not self._w.isOpened():
+            raise OSError(f"OpenCV cannot write {self.path} with codec {codec!r} at {self.size[0]}x{self.size[1]}")
+        self.times = times
+        self.written = 0
+        self._error: Optional[BaseException] = None
+        self._queue: "queue.Queue" = queue.Queue(maxsize=queue_size)
+        self._thread = None
+        if threaded:
+            self._thread = threading.Thread(target=self._drain, name="deepwarp-encode", daemon=True)
+            self._thread.start()
+
+    def _encode(self, frame: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        self._w.write(frame)
+        self.written += 1
+        if self.times is not None:
+            self.times.add("encode", time.perf_counter() - t0)
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            try:
+                self._encode(item)
+            except BaseException as exc:
+                self._error = exc
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape[:2] != (self.size[1], self.size[0]) or frame.dtype != np.uint8:
+            raise ValueError(f"frames must be {self.size[1]}x{self.size[0]} uint8, got {frame.shape} {frame.dtype}")
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            self._encode(frame)
+        else:
+            self._queue.put(frame)
+
+    def close(self) -> None:
+        """Encode what is queued and finish the container (a playable file)."""
+        if self._thread is not None:
+            self._queue.put(_END)
+            self._thread.join()
+            self._thread = None
+        self._w.release()
+        if self._error is not None:
+            raise self._error
+
+
+@dataclass
+class VideoSummary:
+    """What a video run did: frames read and written, faces, timing, what went wrong."""
+
+    input: str
+    output: str
+    frames: int = 0
+    expected_frames: int = 0
+    faces_found: int = 0
+    frames_without_face: int = 0
+    frames_failed: int = 0
+    fps_in: float = 0.0
+    seconds: float = 0.0
+    interrupted: bool = False
+    skipped_eyes: Counter = field(default_factory=Counter)
+    messages: List[str] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        return not self.interrupted and self.expected_frames > 0 and self.frames < self.expected_frames
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self) -> str:
+        lines = [f"{self.output}: {self.frames} frames at {self.fps_in:g} fps"
+                 + (" (interrupted)" if self.interrupted else ""),
+                 f"faces found: {self.faces_found} (in {self.frames - self.frames_without_face} frames); "
+                 f"frames without a face: {self.frames_without_face}",
+                 f"processed at {self.fps:.1f} fps ({self.seconds:.1f} s)"]
+        if self.skipped_eyes:
+            lines.append("eyes left unchanged: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped_eyes.items())))
+        if self.frames_failed:
+            lines.append(f"frames passed through unprocessed after an error: {self.frames_failed}")
+        return "\n".join(lines)
+
+
+def redirect_video(redirector, src, dst, vertical: float = 0.0, horizontal: float = 0.0, *, detect_every: int = 10,
+                   smooth: bool = True, codec: Optional[str] = None, progress: bool = True,
+                   times: Optional[StageTimes] = None, threads: bool = True,
+                   on_frame: Optional[Callable[[int, object], None]] = None) -> VideoSummary:
+    """Redirect every frame of the video ``src`` into ``dst`` (same size and frame rate).
+
+    Returns a VideoSummary. Ctrl-C stops the run cleanly: ``dst`` is closed and
+    playable, and the summary says ``interrupted``. ``on_frame(index, result)`` is
+    called after each frame (for a preview, or a test).
+    """
+    from tqdm import tqdm
+
+    redirector.check_angles(vertical, horizontal)
+    summary = VideoSummary(str(src), str(dst))
+    reader = VideoReader(src, prefetch=threads, times=times)
+    fps = reader.fps
+    if not (math.isfinite(fps) and 0 < fps <= 1000):
+        summary.messages.append(f"{src}: the frame rate is not stored ({fps}); writing 30 fps")
+        fps = 30.0
+    summary.fps_in, summary.expected_frames = fps, reader.frame_count
+    stream = redirector.stream(vertical, horizontal, color="bgr", fps=fps, detect_every=detect_every, smooth=smooth)
+    writer = None
+    bar = None
+    t0 = time.perf_counter()
+    try:
+        writer = VideoWriter(dst, fps, (reader.width, reader.height), codec=codec, threaded=threads, times=times)
+        bar = tqdm(total=reader.frame_count or None, unit="frame", disable=not progress, desc="redirect", leave=True)
+        for i, frame in enumerate(reader):
+            try:
+                res = stream.process(frame, times=times)
+                out = res.image
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:  # loses nothing: the frame goes out as it came in
+                res, out = None, frame
+                summary.frames_failed += 1
+                if summary.frames_failed == 1:
+                    summary.messages.append(f"frame {i}: {type(exc).__name__}: {exc} (frame written unchanged)")
+            writer.write(out)
+            summary.frames += 1
+            if res is not None:
+                summary.faces_found += len(res.faces)
+                summary.frames_without_face += not res.faces
+                for f in res.faces:
+                    for e in f.eyes:
+                        if e.skipped:
+                            summary.skipped_eyes[e.skipped] += 1
+            else:
+                summary.frames_without_face += 1
+            bar.update(1)
+            if on_frame is not None:
+                on_frame(i, res)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+        reader.close()
+        if writer is not None:
+            writer.close()
+        summary.seconds = time.perf_counter() - t0
+    if summary.truncated:
+        summary.messages.append(f"{src}: the input ended after {summary.frames} of {summary.expected_frames} "
+                                f"frames (truncated or damaged?); all decodable frames were written")
+    return summary
