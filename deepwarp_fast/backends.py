@@ -62,17 +62,19 @@ def _probe_triton(device_type: str) -> Tuple[bool, str]:
 
 
 def _probe_cuda_ext(device_type: str) -> Tuple[bool, str]:
-    ext, why = _import_status("deepwarp_fast._C")
+    from . import _ext
+
+    ext, why = _ext.load()
     if ext is None:
-        return False, (
-            "the C++/CUDA extension deepwarp_fast._C is not built (" + why + "); "
-            "build it with `pip install --no-build-isolation -e .` under a CUDA build of torch"
-        )
+        return False, why
     if device_type == "cuda":
         if not torch.cuda.is_available():
             return False, "no CUDA device is visible to torch"
         if not getattr(ext, "has_cuda", lambda: False)():
-            return False, "deepwarp_fast._C was built without CUDA kernels (CPU-only build)"
+            return False, (
+                "deepwarp_fast._C was built without CUDA kernels (CPU ops only): rebuild it under a CUDA build "
+                "of torch with a CUDA toolkit (CUDA_HOME) present"
+            )
         return True, ""
     if device_type == "cpu":
         return True, ""

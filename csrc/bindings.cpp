@@ -1,0 +1,195 @@
+// Argument checks and device dispatch for the fused ops; the Python module deepwarp_fast._C.
+//
+// Every check names the argument it rejects. Activations may be float32 on the CPU and
+// float32/float16/bfloat16 on CUDA; weights and biases are always contiguous float32
+// (folded once when the accelerated model is built).
+#include <torch/extension.h>
+
+#include "deepwarp.h"
+
+#include <string>
+
+namespace deepwarp {
+namespace {
+
+std::string shape_str(const torch::Tensor& t) {
+  std::string s = "(";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + ")";
+}
+
+void check_device(const torch::Tensor& t, const char* name, const torch::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK(t.device() == ref.device(), name, " must be on the same device as ", ref_name, " (", ref.device(),
+              "), got ", t.device());
+}
+
+void check_activation(const torch::Tensor& t, const char* name, int64_t ndim) {
+  TORCH_CHECK(t.defined(), name, " must be a tensor, got None");
+  TORCH_CHECK(t.dim() == ndim, name, " must have ", ndim, " dims, got shape ", shape_str(t));
+  const auto dt = t.scalar_type();
+  if (t.is_cuda()) {
+    TORCH_CHECK(dt == at::kFloat || dt == at::kHalf || dt == at::kBFloat16, name,
+                " must be float32, float16 or bfloat16 on CUDA, got ", dt);
+  } else {
+    TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU or CUDA tensor, got device ", t.device());
+    TORCH_CHECK(dt == at::kFloat, name, " must be float32 on the CPU, got ", dt);
+  }
+}
+
+void check_param(const torch::Tensor& t, const char* name, std::initializer_list<int64_t> shape,
+                 const torch::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK(t.defined(), name, " must be a tensor, got None");
+  check_device(t, name, ref, ref_name);
+  TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32 (folded parameters), got ", t.scalar_type());
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK(t.dim() == static_cast<int64_t>(shape.size()), name, " must have ", shape.size(), " dims, got shape ",
+              shape_str(t));
+  int64_t i = 0;
+  for (int64_t s : shape) {
+    TORCH_CHECK(s < 0 || t.size(i) == s, name, " has shape ", shape_str(t), ": dim ", i, " must be ", s);
+    ++i;
+  }
+}
+
+// (B, C, H, W) with rows and channels packed: only the batch stride may differ, so that
+// channel slices of a bigger stack (eyes = x[:, 0:3]) need no copy.
+torch::Tensor packed_planes(const torch::Tensor& t) {
+  const bool ok = t.stride(3) == 1 && t.stride(2) == t.size(3) && t.stride(1) == t.size(2) * t.size(3);
+  return ok ? t : t.contiguous();
+}
+
+torch::Tensor conv_bias_relu(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                             const c10::optional<torch::Tensor>& extra, bool relu) {
+  check_activation(x, "x", 4);
+  TORCH_CHECK(weight.dim() == 4, "weight must have shape (Cout, Cin, k, k), got ", shape_str(weight));
+  const int64_t Cout = weight.size(0), k = weight.size(2);
+  TORCH_CHECK(weight.size(3) == k && k % 2 == 1, "weight must have a square, odd kernel (k, k) for 'same' padding, got ",
+              shape_str(weight));
+  check_param(weight, "weight", {Cout, x.size(1), k, k}, x, "x");
+  check_param(bias, "bias", {Cout}, x, "x");
+  TORCH_CHECK(x.numel() > 0, "x must not be empty, got shape ", shape_str(x));
+  if (extra.has_value() && extra->defined()) {
+    check_param(*extra, "extra", {x.size(0), Cout, x.size(2), x.size(3)}, x, "x");
+  }
+  const auto xc = x.contiguous();
+#ifdef DEEPWARP_WITH_CUDA
+  if (x.is_cuda()) return conv_bias_relu_cuda(xc, weight, bias, extra, relu);
+#endif
+  TORCH_CHECK(!x.is_cuda(), "x is a CUDA tensor but deepwarp_fast._C was built without CUDA kernels");
+  return conv_bias_relu_cpu(xc, weight, bias, extra, relu);
+}
+
+torch::Tensor coarse_tail(const torch::Tensor& feat, const torch::Tensor& w1, const torch::Tensor& b1,
+                          const torch::Tensor& w2, const torch::Tensor& b2, const torch::Tensor& eyes, double scale_x,
+                          double scale_y) {
+  check_activation(feat, "feat", 4);
+  check_activation(eyes, "eyes", 4);
+  check_device(eyes, "eyes", feat, "feat");
+  TORCH_CHECK(eyes.scalar_type() == feat.scalar_type(), "eyes must have feat's dtype ", feat.scalar_type(), ", got ",
+              eyes.scalar_type());
+  TORCH_CHECK(eyes.size(0) == feat.size(0), "eyes must have feat's batch size ", feat.size(0), ", got ",
+              shape_str(eyes));
+  TORCH_CHECK(eyes.numel() > 0 && feat.numel() > 0, "feat and eyes must not be empty");
+  const int64_t C = feat.size(1);
+  TORCH_CHECK(w1.dim() == 2, "w1 must have shape (hidden, C), got ", shape_str(w1));
+  const int64_t Ch = w1.size(0);
+  check_param(w1, "w1", {Ch, C}, feat, "feat");
+  check_param(b1, "b1", {Ch}, feat, "feat");
+  check_param(w2, "w2", {2, Ch}, feat, "feat");
+  check_param(b2, "b2", {2}, feat, "feat");
+#ifdef DEEPWARP_WITH_CUDA
+  if (feat.is_cuda()) return coarse_tail_cuda(feat.contiguous(), w1, b1, w2, b2, eyes.contiguous(), scale_x, scale_y);
+#endif
+  TORCH_CHECK(!feat.is_cuda(), "feat is a CUDA tensor but deepwarp_fast._C was built without CUDA kernels");
+  return coarse_tail_cpu(feat.contiguous(), w1, b1, w2, b2, eyes.contiguous(), scale_x, scale_y);
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> fine_tail(
+    const torch::Tensor& feat_f, const c10::optional<torch::Tensor>& feat_c_opt, const torch::Tensor& eyes, const torch::Tensor& up_c,
+    const torch::Tensor& w1, const torch::Tensor& b1, const torch::Tensor& w2, const torch::Tensor& b2,
+    const c10::optional<torch::Tensor>& lw1, const c10::optional<torch::Tensor>& lb1,
+    const c10::optional<torch::Tensor>& lw2, const c10::optional<torch::Tensor>& lb2,
+    const c10::optional<torch::Tensor>& lw3, const c10::optional<torch::Tensor>& lb3, double scale_x,
+    double scale_y, bool intermediates) {
+  const torch::Tensor feat_c = feat_c_opt.has_value() ? *feat_c_opt : torch::Tensor();
+  check_activation(feat_f, "feat_f", 4);
+  check_activation(eyes, "eyes", 4);
+  check_activation(up_c, "up_c", 4);
+  for (auto p : {std::make_pair(&eyes, "eyes"), std::make_pair(&up_c, "up_c")}) {
+    check_device(*p.first, p.second, feat_f, "feat_f");
+    TORCH_CHECK(p.first->scalar_type() == feat_f.scalar_type(), p.second, " must have feat_f's dtype ",
+                feat_f.scalar_type(), ", got ", p.first->scalar_type());
+  }
+  const int64_t B = feat_f.size(0), H = feat_f.size(2), W = feat_f.size(3);
+  TORCH_CHECK(feat_f.numel() > 0, "feat_f must not be empty");
+  TORCH_CHECK(eyes.size(0) == B && eyes.size(2) == H && eyes.size(3) == W, "eyes must have shape (", B, ", C, ", H,
+              ", ", W, ") to match feat_f, got ", shape_str(eyes));
+  TORCH_CHECK(up_c.size(0) == B && up_c.size(1) == 2 && up_c.size(2) == H && up_c.size(3) == W,
+              "up_c must have shape (", B, ", 2, ", H, ", ", W, "), got ", shape_str(up_c));
+  const int64_t Cf = feat_f.size(1);
+  TORCH_CHECK(w1.dim() == 2, "w1 must have shape (hidden, C), got ", shape_str(w1));
+  const int64_t Ch = w1.size(0);
+  check_param(w1, "w1", {Ch, Cf}, feat_f, "feat_f");
+  check_param(b1, "b1", {Ch}, feat_f, "feat_f");
+  check_param(w2, "w2", {2, Ch}, feat_f, "feat_f");
+  check_param(b2, "b2", {2}, feat_f, "feat_f");
+  const bool use_lcm = lw1.has_value() && lw1->defined();
+  if (use_lcm) {
+    for (auto p : {std::make_pair(&lb1, "lcm_b1"), std::make_pair(&lw2, "lcm_w2"), std::make_pair(&lb2, "lcm_b2"),
+                   std::make_pair(&lw3, "lcm_w3"), std::make_pair(&lb3, "lcm_b3")}) {
+      TORCH_CHECK(p.first->has_value() && (*p.first)->defined(), p.second,
+                  " must be given when lcm_w1 is (all LCM parameters or none)");
+    }
+    TORCH_CHECK(feat_c.defined(), "feat_c must be given when the LCM is on");
+    check_activation(feat_c, "feat_c", 4);
+    check_device(feat_c, "feat_c", feat_f, "feat_f");
+    TORCH_CHECK(feat_c.scalar_type() == feat_f.scalar_type(), "feat_c must have feat_f's dtype");
+    TORCH_CHECK(feat_c.size(0) == B && feat_c.numel() > 0, "feat_c must have feat_f's batch size ", B, ", got ",
+                shape_str(feat_c));
+    TORCH_CHECK(lw1->dim() == 2 && lw2->dim() == 2, "lcm_w1 and lcm_w2 must be 2-d (out, in)");
+    const int64_t L1 = lw1->size(0), L2 = lw2->size(0);
+    check_param(*lw1, "lcm_w1", {L1, feat_c.size(1) + Cf}, feat_f, "feat_f");
+    check_param(*lb1, "lcm_b1", {L1}, feat_f, "feat_f");
+    check_param(*lw2, "lcm_w2", {L2, L1}, feat_f, "feat_f");
+    check_param(*lb2, "lcm_b2", {L2}, feat_f, "feat_f");
+    check_param(*lw3, "lcm_w3", {2, L2}, feat_f, "feat_f");
+    check_param(*lb3, "lcm_b3", {2}, feat_f, "feat_f");
+  }
+  const auto fc = use_lcm ? feat_c.contiguous() : feat_c;
+#ifdef DEEPWARP_WITH_CUDA
+  if (feat_f.is_cuda())
+    return fine_tail_cuda(feat_f.contiguous(), fc, packed_planes(eyes), packed_planes(up_c), w1, b1, w2, b2, lw1, lb1,
+                          lw2, lb2, lw3, lb3, scale_x, scale_y, intermediates);
+#endif
+  TORCH_CHECK(!feat_f.is_cuda(), "feat_f is a CUDA tensor but deepwarp_fast._C was built without CUDA kernels");
+  return fine_tail_cpu(feat_f.contiguous(), fc, packed_planes(eyes), packed_planes(up_c), w1, b1, w2, b2, lw1, lb1,
+                       lw2, lb2, lw3, lb3, scale_x, scale_y, intermediates);
+}
+
+bool has_cuda() {
+#ifdef DEEPWARP_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+}  // namespace deepwarp
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "deepwarp_fast fused inference ops (conv + folded BN + ReLU, tower heads + warp, LCM)";
+  m.def("has_cuda", &deepwarp::has_cuda, "True when the CUDA kernels were compiled in");
+  m.def("conv_bias_relu", &deepwarp::conv_bias_relu, "'same' conv (stride 1) + bias (+ extra) (+ ReLU)",
+        py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("extra") = py::none(), py::arg("relu") = true);
+  m.def("coarse_tail", &deepwarp::coarse_tail,
+        "coarse head (1x1-ReLU-1x1-tanh), nearest upsample, warp: returns cat(eyes, coarse, up_c)", py::arg("feat"),
+        py::arg("w1"), py::arg("b1"), py::arg("w2"), py::arg("b2"), py::arg("eyes"), py::arg("scale_x"),
+        py::arg("scale_y"));
+  m.def("fine_tail", &deepwarp::fine_tail,
+        "fine head + flow + warp + LCM + blend: returns (output, fine, flow, mask)", py::arg("feat_f"),
+        py::arg("feat_c"), py::arg("eyes"), py::arg("up_c"), py::arg("w1"), py::arg("b1"), py::arg("w2"),
+        py::arg("b2"), py::arg("lcm_w1") = py::none(), py::arg("lcm_b1") = py::none(), py::arg("lcm_w2") = py::none(),
+        py::arg("lcm_b2") = py::none(), py::arg("lcm_w3") = py::none(), py::arg("lcm_b3") = py::none(),
+        py::arg("scale_x") = 1.0, py::arg("scale_y") = 1.0, py::arg("intermediates") = false);
+}

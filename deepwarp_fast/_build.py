@@ -1,0 +1,156 @@
+"""Build settings of the C++/CUDA extension deepwarp_fast._C, shared by setup.py and the JIT route.
+
+setup.py loads this file by path (the package is not importable while it is being
+built), so it imports nothing from deepwarp_fast. ``extension_kwargs`` returns a
+ready Extension (a CUDAExtension when torch is a CUDA build and a CUDA toolkit is
+found, else a C++-only CppExtension) or None; ``jit_kwargs`` returns the same flags
+for ``torch.utils.cpp_extension.load``.
+
+Choices:
+- CUDA_HOME: the environment's, else the toolkit of the nvcc on PATH, else
+  /usr/local/cuda. torch's own guess (/usr/local when nvcc is /usr/local/bin/nvcc)
+  fails to link -lcudart, so the result is written back to cpp_extension.CUDA_HOME.
+- Architectures: TORCH_CUDA_ARCH_LIST when set, else the visible GPU's, else 9.0
+  (one architecture keeps the build to a couple of minutes on 2 cores).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from typing import Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_ARCH = "9.0"
+EXT_NAME = "deepwarp_fast._C"
+
+
+def source_dir() -> Optional[str]:
+    """The csrc/ folder: at the repository root (source checkout, editable install), or
+    inside the installed package."""
+    for cand in (os.path.join(ROOT, "csrc"), os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")):
+        if glob.glob(os.path.join(cand, "*.cpp")):
+            return cand
+    return None
+
+
+def sources(with_cuda: bool, relative_to: Optional[str] = None) -> List[str]:
+    src = source_dir()
+    if src is None:
+        return []
+    files = sorted(glob.glob(os.path.join(src, "*.cpp")))
+    if with_cuda:
+        files += sorted(glob.glob(os.path.join(src, "*.cu")))
+    if relative_to:
+        files = [os.path.relpath(f, relative_to) for f in files]
+    return files
+
+
+def _has_toolkit(home: str) -> bool:
+    nvcc = os.path.join(home, "bin", "nvcc")
+    libs = glob.glob(os.path.join(home, "lib64", "libcudart*")) + glob.glob(os.path.join(home, "lib", "libcudart*"))
+    libs += glob.glob(os.path.join(home, "targets", "*", "lib", "libcudart*"))
+    return os.path.exists(nvcc) and bool(libs)
+
+
+def find_cuda_home() -> Tuple[Optional[str], str]:
+    """(CUDA_HOME, '') or (None, why no usable toolkit was found)."""
+    env = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if env:
+        if _has_toolkit(env):
+            return env, ""
+        return None, f"CUDA_HOME={env} has no bin/nvcc and libcudart"
+    cands = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        cands.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    cands += ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    for cand in cands:
+        if _has_toolkit(cand):
+            return cand, ""
+    return None, "no CUDA toolkit found (nvcc with libcudart: set CUDA_HOME)"
+
+
+def cuda_status(torch) -> Tuple[bool, str]:
+    """(build the CUDA kernels?, why not)."""
+    if os.environ.get("DEEPWARP_CPU_ONLY_EXTENSION", "0") not in ("", "0"):
+        return False, "DEEPWARP_CPU_ONLY_EXTENSION is set"
+    if not getattr(torch.version, "cuda", None):
+        return False, f"torch {torch.__version__} is a CPU build (only a CUDA build of torch can build .cu sources)"
+    home, why = find_cuda_home()
+    if home is None:
+        return False, why
+    return True, ""
+
+
+def _arch_list(torch) -> str:
+    arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if arch:
+        return arch
+    try:
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability()
+            return f"{major}.{minor}"
+    except Exception:
+        pass
+    return DEFAULT_ARCH
+
+
+def _prepare_cuda(cpp_extension, torch) -> None:
+    home, _ = find_cuda_home()
+    os.environ["CUDA_HOME"] = home
+    cpp_extension.CUDA_HOME = home  # torch computed its guess at import time
+    os.environ["TORCH_CUDA_ARCH_LIST"] = _arch_list(torch)
+
+
+def compile_flags(with_cuda: bool) -> Dict[str, List[str]]:
+    cxx = ["-O3"]
+    nvcc = ["-O3"]
+    if with_cuda:
+        cxx.append("-DDEEPWARP_WITH_CUDA")
+        nvcc.append("-DDEEPWARP_WITH_CUDA")
+    return {"cxx": cxx, "nvcc": nvcc} if with_cuda else {"cxx": cxx}
+
+
+def extension_kwargs(cpp_extension, torch):
+    """The Extension that setup.py builds, or None when there is nothing to build."""
+    if not sources(False):
+        return None
+    with_cuda, why = cuda_status(torch)
+    if with_cuda:
+        _prepare_cuda(cpp_extension, torch)
+        print(f"deepwarp_fast: building {EXT_NAME} with CUDA kernels (CUDA_HOME={os.environ['CUDA_HOME']}, "
+              f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']})")
+        cls = cpp_extension.CUDAExtension
+    else:
+        print(f"deepwarp_fast: building {EXT_NAME} with CPU ops only: {why}")
+        cls = cpp_extension.CppExtension
+    return cls(
+        name=EXT_NAME,
+        sources=sources(with_cuda, relative_to=ROOT),
+        include_dirs=[source_dir()],
+        extra_compile_args=compile_flags(with_cuda),
+    )
+
+
+def jit_kwargs(cpp_extension, torch, build_directory: str) -> Dict:
+    """Arguments of cpp_extension.load for the same extension, built on first use."""
+    src = source_dir()
+    if src is None:
+        raise FileNotFoundError("the extension's sources (csrc/*.cpp) are not in this install")
+    with_cuda, _ = cuda_status(torch)
+    if with_cuda:
+        _prepare_cuda(cpp_extension, torch)
+    flags = compile_flags(with_cuda)
+    kw = dict(
+        name="deepwarp_fast_C",
+        sources=sources(with_cuda),
+        extra_include_paths=[src],
+        extra_cflags=flags["cxx"],
+        build_directory=build_directory,
+        with_cuda=with_cuda,
+        verbose=os.environ.get("DEEPWARP_JIT_VERBOSE", "0") not in ("", "0"),
+    )
+    if with_cuda:
+        kw["extra_cuda_cflags"] = flags["nvcc"]
+    return kw
