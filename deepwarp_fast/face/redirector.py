@@ -28,7 +28,7 @@ from .landmarks import Box, FaceDetector
 from .paste import paste_patch
 from .profile import StageTimes, timer
 from .pupil import estimate_pupil
-from .tracking import FaceTracker, OneEuroFilter, Track
+from .tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF, FaceTracker, OneEuroFilter, Track
 
 SIDES = ("image_left", "image_right")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -252,7 +252,7 @@ class GazeRedirector:
 
     # ------------------------------------------------------------------ video
     def stream(self, vertical: float = 0.0, horizontal: float = 0.0, *, color: str = "bgr", fps: float = 30.0,
-               detect_every: int = 10, smooth: bool = True, min_cutoff: float = 1.0, beta: float = 10.0) -> "GazeStream":
+               detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA) -> "GazeStream":
         """A stateful redirector for the frames of one video or camera (see GazeStream)."""
         return GazeStream(self, vertical, horizontal, color=color, fps=fps, detect_every=detect_every,
                           smooth=smooth, min_cutoff=min_cutoff, beta=beta)
@@ -331,8 +331,8 @@ class GazeStream:
     (e.g. at a scene cut)."""
 
     def __init__(self, redirector: GazeRedirector, vertical: float, horizontal: float, *, color: str = "bgr",
-                 fps: float = 30.0, detect_every: int = 10, smooth: bool = True, min_cutoff: float = 1.0,
-                 beta: float = 10.0):
+                 fps: float = 30.0, detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF,
+                 beta: float = DEFAULT_BETA):
         _check_color(color)
         if not (fps > 0 and math.isfinite(fps)):
             raise ValueError(f"fps must be a positive number, got {fps}")

@@ -20,6 +20,13 @@ import numpy as np
 from .landmarks import Box, FaceDetector
 
 
+# Tuned on dlib landmarks of a real face in a synthetic video (sensor noise, a pan of
+# 1.4 eye distances per second): frame-to-frame jitter of the eye points 0.36 -> 0.11 px,
+# error while moving 0.29 -> ~0.5 px (a sub-frame lag).
+DEFAULT_MIN_CUTOFF = 1.0
+DEFAULT_BETA = 20.0
+
+
 class OneEuroFilter:
     """One-Euro filter over an array of any shape, sampled at times ``t`` (seconds).
 
@@ -27,7 +34,7 @@ class OneEuroFilter:
     rises with speed (higher: less lag); d_cutoff (Hz): smoothing of the speed.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0):
+    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, d_cutoff: float = 1.0):
         if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
             raise ValueError(f"One-Euro parameters must be min_cutoff > 0, d_cutoff > 0, beta >= 0; "
                              f"got {min_cutoff}, {d_cutoff}, {beta}")
