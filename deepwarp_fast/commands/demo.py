@@ -75,10 +75,11 @@ def _face(args, out_dir: Path) -> int:
 
     from ..face import AngleRangeError, GazeRedirector
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        warnings.filterwarnings("always", message="no default weights")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         gr = GazeRedirector(weights=args.weights, backend=args.backend)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     A = args.max_angle
     try:
         gr.check_angles(A, A)

@@ -126,9 +126,8 @@ def run(args) -> int:
     except AngleRangeError as exc:
         return _error(str(exc), EXIT_USAGE)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)  # backend choice: said below
-        warnings.filterwarnings("always", message="no default weights")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             gr = GazeRedirector(weights=args.weights, backend=args.backend, device=args.device,
                                 level_roll=not args.no_level_roll, min_face=args.min_face, min_eye_px=args.min_eye,
@@ -137,6 +136,8 @@ def run(args) -> int:
             return _error(str(exc), EXIT_ERROR)
         except ValueError as exc:
             return _error(str(exc), EXIT_USAGE)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     import torch
 
     times = StageTimes() if args.profile else None
