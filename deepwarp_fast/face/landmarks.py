@@ -96,7 +96,7 @@ class FaceDetector:
         found = [bs for bs in self._run(gray, HOG_WINDOW / self.min_face) if bs[1] >= self.min_score]
         return sorted(found, key=lambda bs: -bs[1])
 
-    def detect_near(self, gray: np.ndarray, box: Box, margin: float = 0.5, face_px: int = 100) -> Optional[Tuple[Box, float]]:
+    def detect_near(self, gray: np.ndarray, box: Box, margin: float = 0.35, face_px: int = 90) -> Optional[Tuple[Box, float]]:
         """The best face in the region around ``box`` (grown by ``margin`` of its size on
         each side), searched at a scale where the face is ~``face_px`` wide; None if none.
         A few milliseconds where a full search of a 720p frame takes tens."""

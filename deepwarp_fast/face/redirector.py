@@ -353,14 +353,16 @@ class GazeStream:
         return OneEuroFilter(self.min_cutoff, self.beta)
 
     def process(self, frame: np.ndarray, vertical: Optional[float] = None, horizontal: Optional[float] = None,
-                times: Optional[StageTimes] = None) -> RedirectResult:
-        """Redirect one frame (angles default to the stream's)."""
+                times: Optional[StageTimes] = None, timestamp: Optional[float] = None) -> RedirectResult:
+        """Redirect one frame (angles default to the stream's). ``timestamp`` (seconds,
+        increasing) is the frame's capture time, for a camera with an uneven frame rate;
+        by default frames are 1/fps apart."""
         v, h = self.vertical, self.horizontal
         if vertical is not None or horizontal is not None:
             v, h = self.redirector.check_angles(v if vertical is None else vertical, h if horizontal is None else horizontal)
         t = timer(times)
         fr = _Frame(frame, self.color)
-        now = self.frame_index / self.fps
+        now = self.frame_index / self.fps if timestamp is None else float(timestamp)
         self.frame_index += 1
         with t("detect/track"):
             tracks, _ = self.tracker.update(fr.gray)
