@@ -162,3 +162,4 @@ def test_unreadable_videos_get_a_clear_error(tmp_path, content, match):
         VideoReader(p)
     with pytest.raises(InputError, match="does not exist"):
         VideoReader(tmp_path / "missing.mp4")
+

@@ -152,6 +152,8 @@ def run(args) -> int:
         return _run_video(gr, args, times)
     except InputError as exc:
         return _error(str(exc), EXIT_BAD_INPUT)
+    except (OSError, ValueError) as exc:  # e.g. the encoder cannot write this file
+        return _error(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
     finally:
         torch.set_num_threads(threads)
         if previous is not None:
@@ -207,7 +209,8 @@ def _run_video(gr, args, times) -> int:
     if summary.truncated:
         return EXIT_BAD_INPUT
     if summary.frames and summary.faces_found == 0:
-        print(f"warning: no face found in any frame of {args.input}: the output equals the input", file=sys.stderr)
+        print(f"warning: no face found in any frame of {args.input}: every frame passed through unchanged "
+              f"(re-encoded; bit for bit with .mkv)", file=sys.stderr)
         return EXIT_NO_FACE
     return EXIT_OK
 

@@ -218,6 +218,17 @@ class VideoSummary:
         return "\n".join(lines)
 
 
+def _video_size(path) -> Optional[Tuple[int, int]]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        ok, frame = cap.read()
+        return (frame.shape[1], frame.shape[0]) if ok else None
+    finally:
+        cap.release()
+
+
 def redirect_video(redirector, src, dst, vertical: float = 0.0, horizontal: float = 0.0, *, detect_every: int = 10,
                    smooth: bool = True, codec: Optional[str] = None, progress: bool = True,
                    times: Optional[StageTimes] = None, threads: bool = True,
@@ -279,6 +290,12 @@ def redirect_video(redirector, src, dst, vertical: float = 0.0, horizontal: floa
         if writer is not None:
             writer.close()
         summary.seconds = time.perf_counter() - t0
+    if writer is not None and summary.frames:
+        size = _video_size(dst)
+        if size is not None and size != (reader.width, reader.height):
+            summary.messages.append(
+                f"{dst}: the encoder wrote {size[0]}x{size[1]} frames for {reader.width}x{reader.height} input "
+                f"(OpenCV's encoders round odd sizes down to even)")
     if summary.truncated:
         summary.messages.append(f"{src}: the input ended after {summary.frames} of {summary.expected_frames} "
                                 f"frames (truncated or damaged?); all decodable frames were written")
