@@ -353,6 +353,12 @@ def eye_to_patch(p, u, v):
 
 # ----------------------------------------------------------------------------- rendering
 
+def _exp(x: torch.Tensor) -> torch.Tensor:
+    """exp with the argument clamped at -40: results below ~1e-38 are denormal floats,
+    which are ~100x slower on x86 CPUs (and invisible in an image)."""
+    return torch.exp(x.clamp(min=-40.0))
+
+
 def _sm(x):
     """Anti-aliased step: x is a signed distance in render pixels (> 0 inside)."""
     return (x + 0.5).clamp(0.0, 1.0)
@@ -394,9 +400,9 @@ def render_skin(p, z, u, v, up_max, pxu):
     # a height field (the eyeball's bulge under the lids, the sulcus under the brow),
     # shaded with the light
     uu = u * u
-    gb = torch.exp(uu * -0.55 - (v + 0.05) ** 2 * 1.6) * _v(p, "bulge")
+    gb = _exp(uu * -0.55 - (v + 0.05) ** 2 * 1.6) * _v(p, "bulge")
     vs = v + 1.05
-    gs = torch.exp(uu * -0.4 - vs * vs * 6.0) * 0.25
+    gs = _exp(uu * -0.4 - vs * vs * 6.0) * 0.25
     dhdu = u * (gb * -1.1 + gs * -0.8)
     dhdv = gb * ((v + 0.05) * -3.2) + gs * (vs * -12.0)
     lx, ly, lz = _v(p, "lx"), _v(p, "ly"), _v(p, "lz")
@@ -406,14 +412,14 @@ def render_skin(p, z, u, v, up_max, pxu):
     # the lid crease above the highest lid position, wrinkles below and at the outer corner
     arc = (1 - uu * 0.72).clamp(min=0).sqrt()
     dc = (v + (up_max + _v(p, "crease_h")) * arc) * (1.0 / 0.07)
-    crease = torch.exp(-dc * dc) * _v(p, "crease_dark") * (1 - uu * 0.64).clamp(min=0)
+    crease = _exp(-dc * dc) * _v(p, "crease_dark") * (1 - uu * 0.64).clamp(min=0)
     fold = torch.sigmoid(dc) * torch.sigmoid((v + 0.25) * -8.0)
     lo_rest = _v(p, "lo0") * (1 - uu).clamp(min=0)
     wd = v - lo_rest
-    wr = torch.cos(wd * _v(p, "wrinkle_freq") + _v(p, "wrinkle_phase")) * torch.sigmoid((wd - 0.12) * 25) * torch.exp(uu * -0.5)
+    wr = torch.cos(wd * _v(p, "wrinkle_freq") + _v(p, "wrinkle_phase")) * torch.sigmoid((wd - 0.12) * 25) * _exp(uu * -0.5)
     crow = torch.cos(torch.atan2(v, (u + 1.25).clamp(max=-1e-3)) * 18.0) * torch.sigmoid((u + 1.15) * -10.0)
     wrinkle = (wr + crow * 0.6) * (0.05 * _v(p, "wrinkles"))
-    under = _v(p, "under_dark") * torch.exp((u - 0.1) ** 2 * -0.8 - (v - 0.6) ** 2 * 5)
+    under = _v(p, "under_dark") * _exp((u - 0.1) ** 2 * -0.8 - (v - 0.6) ** 2 * 5)
     lum = shade * (1 + tex * _v(p, "skin_tex") + wrinkle) * (1 - crease - under - 0.06 * fold)
     red = t1[:, 1:2] * 0.06
     rgb = p["skin_rgb"].view(B, 3, 1, 1)
@@ -434,6 +440,13 @@ def render_skin(p, z, u, v, up_max, pxu):
     return skin, shade
 
 
+def _pool(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Area reduction by s (B, C, h*s, w*s) -> (B, C, h, w)."""
+    if s == 2:  # strided sums: faster than avg_pool2d or a 6-d mean for these sizes
+        return (x[..., 0::2, 0::2] + x[..., 0::2, 1::2] + x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) * 0.25
+    return F.avg_pool2d(x, s)
+
+
 def _window(p, up, lo, H, W):
     """Per-sample windows (output pixels) holding everything the gaze changes: the
     opening, lids, lashes. Returns the common size (hw, ww) and offsets oy, ox (B,)."""
@@ -451,11 +464,77 @@ def _window(p, up, lo, H, W):
     return hw, ww, oy, ox
 
 
-def render_eye(p, z, u, v, up, lo, pxu):
-    """The gaze-dependent layer at eye-frame positions u, v (B, 1, h, w) for both images
-    of each pair (up, lo: (B, 2) lid apex heights). Returns the skin's transmittance T
-    (B, 2, h, w) and the premultiplied colour E (B, 2, 3, h, w) of everything in front
-    of it (eyeball, lids' shadow, lashes), so that image = skin * T + E; and masks."""
+def _iris_layer(p, s, ox, oy, hs, ws, pxu):
+    """Iris and pupil of both images of each pair, rendered only in a square around each
+    iris and pasted into the window (B, 2, hs, ws). Returns (pa, ia, ia * ilum, ia * inner)
+    as (B, 2, 4, hs * ws): pupil alpha, iris alpha, iris luminance and the warmer ring
+    around the pupil (premultiplied by the iris alpha).
+
+    The iris and pupil are discs in the plane at r*cos(a) along the gaze, seen through
+    the cornea: orthographic rays are intersected with that plane, so they project as
+    exact ellipses and the pupil anchor is the projection of the disc's centre."""
+    B = ox.shape[0]
+    device = ox.device
+    r = _v(p, "r_eye")
+    fi = _v(p, "iris_frac")
+    ri = r * fi
+    rad = int(math.ceil((p["r_eye"] * p["iris_frac"] * p["scale"]).max().item() * s)) + 2
+    n = min(2 * rad + 1, hs, ws)
+    # iris-plane centre of each image, in window render pixels
+    gh = p["gaze_head"]                                              # (B, 2, 3)
+    cosa = (1 - p["iris_frac"] ** 2).sqrt().view(B, 1)
+    cu = p["ex"].view(B, 1) + p["r_eye"].view(B, 1) * cosa * gh[..., 0]
+    cv = p["ey"].view(B, 1) + p["r_eye"].view(B, 1) * cosa * gh[..., 1]
+    cxy = eye_to_patch(p, cu.unsqueeze(-1), cv.unsqueeze(-1))[..., 0, :]   # (B, 2, 2) patch px
+    jx = (cxy[..., 0] - ox.view(B, 1).float() + 0.5) * s - 0.5
+    jy = (cxy[..., 1] - oy.view(B, 1).float() + 0.5) * s - 0.5
+    sx0 = (jx.round().long() - n // 2).clamp(0, ws - n)                     # (B, 2)
+    sy0 = (jy.round().long() - n // 2).clamp(0, hs - n)
+    ar = torch.arange(n, device=device, dtype=torch.float32)
+    X = ox.view(B, 1, 1, 1).float() + (sx0.view(B, 2, 1, 1).float() + ar.view(1, 1, 1, n) + 0.5) / s - 0.5
+    Y = oy.view(B, 1, 1, 1).float() + (sy0.view(B, 2, 1, 1).float() + ar.view(1, 1, n, 1) + 0.5) / s - 0.5
+    u, v = _eye_coords(p, X, Y)                                      # (B, 2, n, n)
+    du, dv = u - _v(p, "ex"), v - _v(p, "ey")
+    gx, gy, gz = (gh[..., i].view(B, 2, 1, 1) for i in range(3))
+    gzc = gz.clamp(min=0.3)
+    zp = (r * (1 - fi * fi).sqrt() - du * gx - dv * gy) * (1.0 / gzc)
+    nb = torch.rsqrt(gz * gz + gx * gx)          # in-plane basis b1 = (gz, 0, -gx)/|.|, b2 = g x b1
+    b1x, b1z = gz * nb, -gx * nb
+    b2x, b2y, b2z = gy * b1z, gz * b1x - gx * b1z, -gy * b1x
+    qa = du * b1x + zp * b1z
+    qb = du * b2x + dv * b2y + zp * b2z
+    qr = (qa * qa + qb * qb).sqrt() * (1.0 / ri)                     # 1 at the limbus
+    theta = torch.atan2(qb, qa)
+    grid = torch.stack([theta * (1 / math.pi), qr.clamp(max=1.2) * (2 / 1.2) - 1], -1)
+    iz = torch.cat([p["iris_tex"], p["iris_tex"][..., :1]], -1)
+    it = F.grid_sample(iz, grid.view(B, 2 * n, n, 2), mode="bilinear", padding_mode="border", align_corners=True)
+    it = it.view(B, 2, 2, n, n)
+    fib, hue = it[:, 0], it[:, 1]
+    pf = _v(p, "pupil_frac")
+    radial = ((qr - pf) * (1.0 / (1 - pf))).clamp(0, 1)
+    inner = _exp(radial * radial * (-1 / 0.35 ** 2)) * _v(p, "iris_inner")
+    limbal = 1 - _v(p, "limbus") * ((qr - 0.78) * (1 / 0.22)).clamp(0, 1) ** 1.5
+    nl = (du * _v(p, "lx") + dv * _v(p, "ly")) * (1.0 / r) + _v(p, "lz") * 0.8
+    ilum = _v(p, "iris_bright") * (1 + 0.28 * fib + 0.12 * hue) * limbal * (0.8 + 0.2 * nl.clamp(0, 1))
+    front = (gz > 0.05).float()
+    rpx = ri * pxu
+    sub = torch.empty(B, 2, 4, n, n, device=device)
+    torch.mul(_sm((pf - qr) * rpx), front, out=sub[:, :, 0])
+    torch.mul(_sm((1 - qr) * rpx), front, out=sub[:, :, 1])
+    torch.mul(sub[:, :, 1], ilum, out=sub[:, :, 2])
+    torch.mul(sub[:, :, 1], inner, out=sub[:, :, 3])
+    full = torch.zeros(B, 2, 4, hs * ws, device=device)
+    idx = (sy0.view(B, 2, 1, 1) + ar.long().view(1, 1, n, 1)) * ws + sx0.view(B, 2, 1, 1) + ar.long().view(1, 1, 1, n)
+    full.scatter_(3, idx.view(B, 2, 1, n * n).expand(B, 2, 4, n * n), sub.view(B, 2, 4, n * n))
+    return full
+
+
+def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy):
+    """The gaze-dependent layer at the window's eye-frame positions u, v (B, 1, h, w) for
+    both images of each pair (up, lo: (B, 2) lid apex heights). Returns the skin's
+    transmittance T (B, 2, h, w) and the premultiplied colour E (B, 3, 2, h, w) of
+    everything in front of it (eyeball, lids' shadow, lashes), so that
+    image = skin * T + E; and masks (B, 2, h, w)."""
     B = u.shape[0]
     h, w = u.shape[-2:]
     r = _v(p, "r_eye")
@@ -465,87 +544,58 @@ def render_eye(p, z, u, v, up, lo, pxu):
     nx, ny = du * ir, dv * ir
     nz = (1 - nx * nx - ny * ny).clamp(min=0.02).sqrt()
     lx, ly, lz = _v(p, "lx"), _v(p, "ly"), _v(p, "lz")
-    sdotl = (nx * lx + ny * ly + nz * lz).clamp(min=0)
-    corner = ((u.abs() - 0.35).clamp(min=0) * (1 / 0.65)) ** 2
-    sc_lum = (0.72 + 0.28 * sdotl) * (1 - _v(p, "sclera_shade") * corner) * (0.6 + 0.4 * nz)
-    vn = _tex(z["veins"], u, v, 1.2, 0.8)
-    vein = torch.exp(vn * vn * -36.0) * _v(p, "veins") * (0.3 + corner)
-    car = torch.exp(((u - _v(p, "caruncle_x")) ** 2 + (v * 1.6) ** 2) * (-1.0 / _v(p, "caruncle_r") ** 2))
+    sdotl = (nx * lx + ny * ly + nz * lz).clamp_(min=0)
+    au = u.abs()
+    corner = ((au - 0.35).clamp_(min=0) * (1 / 0.65)) ** 2
+    amb = _v(p, "ambient")
+    sc_lum = (amb + (1 - amb) * sdotl) * (1 - _v(p, "sclera_shade") * corner) * (0.55 + 0.45 * nz) * 1.1
+    vn = _tex(p["veins_tex"], u, v, 1.2, 0.8)
+    vein = _exp(vn * vn * -36.0) * _v(p, "veins") * (0.3 + corner)
+    car = _exp(((u - _v(p, "caruncle_x")) ** 2 + (v * 1.6) ** 2) * (-1.0 / _v(p, "caruncle_r") ** 2))
     gd2 = ((u - _v(p, "glint_u")) ** 2 + (v - _v(p, "glint_v")) ** 2) * (1.0 / _v(p, "glint_r") ** 2)
-    glint = torch.exp(-gd2 * gd2) * _v(p, "glint")
-    open_u = _sm((1.0 - u.abs()) * pxu)
+    glint = _exp(-gd2 * gd2) * _v(p, "glint")
+    open_u = _sm((1.0 - au) * pxu)
     shape_up = _lid_shape(u, _v(p, "up_skew"), _v(p, "up_pow"))
     shape_lo = _lid_shape(u, _v(p, "lo_skew"), _v(p, "lo_pow"))
-    density = ((1 - u.abs()).clamp(min=0).sqrt() * (1.1 - 0.35 * u)).clamp(max=1)
+    density = ((1 - au).clamp_(min=0).sqrt_() * (1.1 - 0.35 * u)).clamp_(max=1)
     lash_base = u * _v(p, "lash_freq") + _v(p, "lash_phase")
-    # per image: iris and pupil, discs in the plane r*cos(a) along the gaze, seen through
-    # the cornea (orthographic rays intersected with that plane)
-    gh = p["gaze_head"]
-    gx, gy, gz = (gh[..., i].view(B, 2, 1, 1) for i in range(3))
-    fi = _v(p, "iris_frac")
-    ri = r * fi
-    gzc = gz.clamp(min=0.3)
-    zp = (r * (1 - fi * fi).sqrt() - du * gx - dv * gy) * (1.0 / gzc)
-    nb = torch.rsqrt(gz * gz + gx * gx)               # in-plane basis b1 = (gz, 0, -gx)/|.|, b2 = g x b1
-    b1x, b1z = gz * nb, -gx * nb
-    b2x, b2y, b2z = gy * b1z, gz * b1x - gx * b1z, -gy * b1x
-    qa = du * b1x + zp * b1z
-    qb = du * b2x + dv * b2y + zp * b2z
-    qr = (qa * qa + qb * qb).sqrt() * (1.0 / ri)      # 1 at the limbus
-    theta = torch.atan2(qb, qa)
-    grid = torch.stack([theta * (1 / math.pi), qr.clamp(max=1.2) * (2 / 1.2) - 1], -1)
-    iz = torch.cat([z["iris"], z["iris"][..., :1]], -1)
-    it = F.grid_sample(iz, grid.view(B, 2 * h, w, 2), mode="bilinear", padding_mode="border", align_corners=True)
-    it = it.view(B, 2, 2, h, w)
-    fib, hue = it[:, 0], it[:, 1]
-    pf = _v(p, "pupil_frac")
-    radial = ((qr - pf) * (1.0 / (1 - pf))).clamp(0, 1)
-    inner = torch.exp(radial * radial * (-1 / 0.35 ** 2)) * _v(p, "iris_inner")
-    limbal = 1 - _v(p, "limbus") * ((qr - 0.78) * (1 / 0.22)).clamp(0, 1) ** 1.5
-    ilum = _v(p, "iris_bright") * (1 + 0.28 * fib + 0.12 * hue) * limbal * (0.8 + 0.2 * sdotl)
-    front = (gz > 0.05).float()
-    rpx = ri * pxu
-    ia = _sm((1 - qr) * rpx) * front
-    pa = _sm((pf - qr) * rpx) * front
-    # per image: lids
+    car_lum = car * (0.75 + 0.25 * sdotl)
+    # per image: iris and pupil (in small squares), lids
+    iris = _iris_layer(p, s, ox, oy, h, w, pxu).view(B, 2, 4, h, w)
+    pa, ia, ilum_a, inner_a = iris[:, :, 0], iris[:, :, 1], iris[:, :, 2], iris[:, :, 3]
     upv = up.view(B, 2, 1, 1)
     lov = lo.view(B, 2, 1, 1)
     d_up = (v + upv * shape_up) * pxu                  # render pixels below the upper lid
     d_lo = (lov * shape_lo - v) * pxu                  # render pixels above the lower lid
     opening = _sm(d_up) * _sm(d_lo) * open_u
-    a_up = d_up * (-1.0 / pxu)                         # eye units above the upper lid
-    shadow = (1 - _v(p, "lid_shadow") * torch.exp(a_up.clamp(max=0) * (1.0 / _v(p, "lid_shadow_w")))) \
-        * (1 - 0.25 * torch.exp(d_lo.clamp(min=0) * (-1.0 / (0.06 * pxu))))
+    ipx = 1.0 / pxu
+    a_up = d_up * -ipx                                 # eye units above the upper lid
+    shadow = (1 - _v(p, "lid_shadow") * _exp(a_up.clamp(max=0) * (1.0 / _v(p, "lid_shadow_w")))) \
+        * (1 - 0.25 * (1 - d_lo * ipx * (1 / 0.08)).clamp_(0, 1))
     strands = (0.5 + 0.5 * torch.sin(lash_base + a_up * 12)) ** 2
-    la = (torch.exp(-(a_up.clamp(min=0) * (1.0 / _v(p, "lash_line"))) ** 2) * _sm(d_up * -1 + 1.0)
-          + strands * (1 - a_up * (1.0 / _v(p, "lash_len"))).clamp(0, 1) * _sm(-d_up)) * density
-    la = la.clamp(max=1) * _v(p, "lash_dark")
-    below = d_lo * (-1.0 / pxu)
-    lla = torch.exp(-(below.clamp(min=0) * 25.0) ** 2) * _sm(-d_lo + 0.5) * (0.35 * density)
+    la = ((1 - a_up * (1.0 / _v(p, "lash_line"))).clamp_(0, 1) * _sm(1.0 - d_up)
+          + strands * (1 - a_up * (1.0 / _v(p, "lash_len"))).clamp_(0, 1) * _sm(-d_up)) * density
+    la = la.clamp_(max=1) * _v(p, "lash_dark")
+    lla = (1 - d_lo * ipx * -25.0).clamp_(0, 1) * _sm(0.5 - d_lo) * (0.35 * density)
     # premultiplied weights of each colour, front to back
-    T = (1 - opening) * (1 - la) * (1 - lla)
-    M = opening * (1 - la) * (1 - lla)
-    Mg = M * glint
+    nla, nlla = 1 - la, 1 - lla
+    T = (1 - opening) * nla * nlla
+    M = opening * nla * nlla
     Me = M * shadow * (1 - glint)
-    Mc = Me * car
-    Mn = Me - Mc                                        # not the caruncle
+    Mn = Me * (1 - car)                                 # not the caruncle
     Mp = Mn * pa
-    Mi = (Mn - Mp) * ia
-    Ms = Mn - Mp - Mi
-    Wsc = Ms * sc_lum
-    weights = torch.stack([
-        Wsc,                                            # sclera
-        Wsc * vein,                                     # vein tint (a negative colour)
-        Mi * ilum,                                      # iris
-        Mi * inner,                                     # the warmer ring around the pupil
-        Mp,                                             # pupil
-        Mc * (0.75 + 0.25 * sdotl),                     # caruncle
-        Mg,                                             # glint
-        la * (1 - lla),                                 # lashes
-        lla,                                            # lower lash line
-    ], -1)                                              # (B, 2, h, w, K)
-    cols = p["eye_colours"]                             # (B, K, 3)
-    E = torch.bmm(weights.view(B, -1, weights.shape[-1]), cols).view(B, 2, h, w, 3).permute(0, 1, 4, 2, 3)
+    Mr = Mn - Mp                                        # behind the pupil: the iris or the sclera
+    Wt = torch.empty(B, 9, 2, h, w, device=u.device)
+    torch.mul(Mr - Mr * ia, sc_lum, out=Wt[:, 0])       # sclera
+    torch.mul(Wt[:, 0], vein, out=Wt[:, 1])             # vein tint (a negative colour)
+    torch.mul(Mr, ilum_a, out=Wt[:, 2])                 # iris
+    torch.mul(Mr, inner_a, out=Wt[:, 3])                # the warmer ring around the pupil
+    Wt[:, 4] = Mp                                       # pupil
+    torch.mul(Me, car_lum, out=Wt[:, 5])                # caruncle
+    torch.mul(M, glint, out=Wt[:, 6])                   # glint
+    torch.mul(la, nlla, out=Wt[:, 7])                   # lashes
+    Wt[:, 8] = lla                                      # lower lash line
+    E = torch.bmm(p["eye_colours"].transpose(1, 2), Wt.view(B, 9, -1)).view(B, 3, 2, h, w)
     masks = {"opening": opening, "pupil": pa * opening, "iris": ia * opening}
     return T, E, masks
 
@@ -578,10 +628,12 @@ def render_batch(p: Dict[str, torch.Tensor], z: Dict[str, torch.Tensor], H: int,
     Xw = ox.view(B, 1, 1, 1).float() + js.view(1, 1, 1, -1)
     Yw = oy.view(B, 1, 1, 1).float() + is_.view(1, 1, -1, 1)
     uw, vw = _eye_coords(p, Xw, Yw)
-    T, E, masks = render_eye(p, z, uw, vw, up, lo, (p["scale"] * s).view(B, 1, 1, 1))
+    p["iris_tex"], p["veins_tex"] = z["iris"], z["veins"]
+    T, E, masks = render_eye(p, z, uw, vw, up, lo, (p["scale"] * s).view(B, 1, 1, 1), s, ox, oy)
     if s > 1:
-        T = F.avg_pool2d(T, s)
-        E = F.avg_pool2d(E.reshape(B, 2 * 3, hw * s, ww * s), s).view(B, 2, 3, hw, ww)
+        T = _pool(T, s)
+        E = _pool(E.reshape(B, 3 * 2, hw * s, ww * s), s)
+    E = E.view(B, 3, 2, hw, ww).transpose(1, 2)
     # paste: image = skin * T + E inside the window
     iy = (oy.view(B, 1, 1) + torch.arange(hw, device=device).view(1, hw, 1))
     ix = (ox.view(B, 1, 1) + torch.arange(ww, device=device).view(1, 1, ww))
@@ -610,7 +662,7 @@ def render_batch(p: Dict[str, torch.Tensor], z: Dict[str, torch.Tensor], H: int,
     if layers:
         def paste(m):
             if s > 1:
-                m = F.avg_pool2d(m, s)
+                m = _pool(m, s)
             full = torch.zeros(B, 2, H * W, device=device)
             full.scatter_(2, flat.view(B, 1, -1).expand(B, 2, -1), m.reshape(B, 2, -1))
             return full.view(B, 2, H, W)
@@ -655,7 +707,7 @@ def derived_params(p: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_range: float = 30.0,
                  max_redirect: float = 30.0, hard_fraction: float = 0.25, device: Union[str, torch.device] = "cpu",
-                 angles=None, tilt=None, input_gaze=None, chunk: int = 256, **options) -> Dict[str, torch.Tensor]:
+                 angles=None, tilt=None, input_gaze=None, chunk: int = 32, **options) -> Dict[str, torch.Tensor]:
     """Render ``n`` pairs of eye patches of the same eye looking in two directions.
 
     Returns a dict of tensors on ``device``:
