@@ -4,8 +4,8 @@ time per stage (decode, detect/track, landmarks, crop, model, paste, encode).
 The video is made from scikit-image's astronaut (public domain) scaled to 720 px high
 (a face of ~120 px) on a 1280x720 canvas, panning with sensor noise, mp4v. Rows:
 "reference" runs the plain-PyTorch model (backend="reference", BatchNorm unfolded);
-"fast" the model as the CLI loads it (BN folded, backend="auto": the fastest kernels
-for the model's device). Both use one torch thread, as the CLI does, so that decoding
+"fast" the model as the CLI loads it (deepwarp_fast.accelerate: BN folded, fused
+ops, backend="auto": the fastest kernels for the model's device). Both use one torch thread, as the CLI does, so that decoding
 and encoding (in their own threads) get the other core. Parity first: one frame through
 both must agree to within one 8-bit level. Run: ``pytest benchmarks/bench_pipeline.py -s``.
 """
@@ -57,9 +57,15 @@ def models():
         for p in ref.parameters():
             p.add_(torch.randn(p.shape) * 0.15)
     ref = ref.eval().to(DEVICE)
-    fast = copy.deepcopy(ref)
-    fast.backend = "auto"
-    return {"reference": ref, "fast": fast.fuse_bn()}
+    try:
+        from deepwarp_fast.accelerate import accelerate
+
+        fast = accelerate(copy.deepcopy(ref), backend="auto").eval()
+    except ImportError:
+        fast = copy.deepcopy(ref)
+        fast.backend = "auto"
+        fast = fast.fuse_bn()
+    return {"reference": ref, "fast": fast}
 
 
 @pytest.fixture(autouse=True)

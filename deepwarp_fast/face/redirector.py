@@ -105,9 +105,13 @@ def check_angles(vertical, horizontal, max_angle: float) -> Tuple[float, float]:
 
 
 def load_redirect_model(weights=None, backend: str = "auto", device="cpu", fuse: bool = True):
-    """The DeepWarp model from ``weights`` (a path) or the bundled default, in eval mode,
-    with its BatchNorms folded (``fuse``). Where this install ships no default weights,
-    an untrained identity-initialised model with a NoDefaultWeightsWarning."""
+    """The DeepWarp model from ``weights`` (a path) or the bundled default, in eval mode.
+
+    ``fuse``: the accelerated model (deepwarp_fast.accelerate: BN folded, fused ops,
+    the fastest backend; same outputs), or where that cannot be built, the model with
+    its BatchNorms folded. Where this install ships no default weights, an untrained
+    identity-initialised model with a NoDefaultWeightsWarning.
+    """
     from ..model import DeepWarp
     from ..weights import default_weights_path, load_model
 
@@ -118,7 +122,16 @@ def load_redirect_model(weights=None, backend: str = "auto", device="cpu", fuse:
         model = DeepWarp(backend=backend).to(device).eval()
     else:
         model = load_model(weights, backend=backend, device=device)
-    return model.fuse_bn() if fuse else model
+    if not fuse:
+        return model
+    try:
+        from ..accelerate import accelerate
+
+        return accelerate(model, backend=backend).eval()
+    except Exception as exc:  # an optional speed-up: the folded model computes the same
+        warnings.warn(f"the accelerated model is unavailable ({type(exc).__name__}: {exc}); "
+                      "using the BN-folded PyTorch model", stacklevel=2)
+        return model.fuse_bn()
 
 
 class _Frame:
