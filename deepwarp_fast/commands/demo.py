@@ -22,9 +22,16 @@ def add_arguments(p):
 
 def get_model(weights, backend):
     """The model from ``weights`` or the bundled default (see load_redirect_model)."""
+    import warnings
+
     from ..face.redirector import load_redirect_model
 
-    return load_redirect_model(weights, backend=backend, device="cpu", fuse=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_redirect_model(weights, backend=backend, device="cpu", fuse=False)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return model
 
 
 def _label(img, text):
