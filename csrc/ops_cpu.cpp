@@ -1,6 +1,7 @@
-// CPU implementations of the fused ops (float32, NCHW). The per-pixel chains run a row
-// of pixels at a time with the pixel index innermost, so the compiler vectorises them;
-// rows are split over threads with at::parallel_for.
+// CPU implementations of the fused ops (float32, NCHW). The 1x1 layers' wide products
+// are batched GEMMs over whole images; the per-pixel chains after them run a row of
+// pixels at a time with the pixel index innermost (so the compiler vectorises them),
+// rows split over threads with at::parallel_for.
 #include "deepwarp.h"
 
 #include <ATen/Parallel.h>
@@ -36,27 +37,22 @@ at::Tensor conv_bias_relu_cpu(const at::Tensor& x, const at::Tensor& weight, con
 
 namespace {
 
-// out[x] = tanh(b2 + w2 . relu(b1 + w1 . in[:, x])) for the two flow channels, over one row.
-// in_rows[i] points at input channel i of the row; w1 is (Ch, C), w2 is (2, Ch).
-void head_row(const float* const* in_rows, int64_t C, int64_t n, const float* w1, const float* b1, int64_t Ch,
-              const float* w2, const float* b2, float* h, float* r0, float* r1) {
+// r0[x], r1[x] = tanh(b2 + w2 . relu(b1 + G[:, x])) over one row, where G (Ch rows of
+// length n, row stride ld) already holds w1 . in (a GEMM over the whole image).
+void head_epilogue_row(const float* G, int64_t ld, int64_t n, const float* b1, int64_t Ch, const float* w2,
+                       const float* b2, float* __restrict r0, float* __restrict r1) {
   for (int64_t x = 0; x < n; ++x) {
     r0[x] = b2[0];
     r1[x] = b2[1];
   }
   for (int64_t j = 0; j < Ch; ++j) {
-    const float bj = b1[j];
-    for (int64_t x = 0; x < n; ++x) h[x] = bj;
-    for (int64_t i = 0; i < C; ++i) {
-      const float wji = w1[j * C + i];
-      const float* in = in_rows[i];
-      for (int64_t x = 0; x < n; ++x) h[x] += wji * in[x];
-    }
-    const float a = w2[j], b = w2[Ch + j];
+    const float* __restrict g = G + j * ld;
+    const float bj = b1[j], a = w2[j], c = w2[Ch + j];
     for (int64_t x = 0; x < n; ++x) {
-      const float hv = h[x] > 0.0f ? h[x] : 0.0f;
+      float hv = g[x] + bj;
+      hv = hv > 0.0f ? hv : 0.0f;
       r0[x] += a * hv;
-      r1[x] += b * hv;
+      r1[x] += c * hv;
     }
   }
   for (int64_t x = 0; x < n; ++x) {
@@ -67,29 +63,28 @@ void head_row(const float* const* in_rows, int64_t C, int64_t n, const float* w1
 
 }  // namespace
 
+// The 1x1 layers' big products (hidden x C per pixel) run as one batched GEMM over the
+// whole image (ATen's CPU BLAS); everything after them is fused per row.
 at::Tensor coarse_tail_cpu(const at::Tensor& feat, const at::Tensor& w1, const at::Tensor& b1,
-                              const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& eyes,
-                              double scale_x, double scale_y) {
+                           const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& eyes, double scale_x,
+                           double scale_y) {
   const int64_t B = feat.size(0), C = feat.size(1), h = feat.size(2), w = feat.size(3);
   const int64_t Ci = eyes.size(1), H = eyes.size(2), W = eyes.size(3);
-  const int64_t Ch = w1.size(0);
-  const float* fp = feat.data_ptr<float>();
+  const int64_t Ch = w1.size(0), hw = h * w;
   const float* ep = eyes.data_ptr<float>();
-  const float *w1p = w1.data_ptr<float>(), *b1p = b1.data_ptr<float>();
-  const float *w2p = w2.data_ptr<float>(), *b2p = b2.data_ptr<float>();
+  const float *b1p = b1.data_ptr<float>(), *w2p = w2.data_ptr<float>(), *b2p = b2.data_ptr<float>();
 
   // The head at the coarse resolution, (B, 2, h, w): each flow value is then read by
   // the ~4 full-resolution pixels that nearest upsampling maps onto it.
+  const at::Tensor G = at::matmul(w1, feat.reshape({B, C, hw}));  // (B, Ch, hw)
+  const float* Gp = G.data_ptr<float>();
   at::Tensor flow = at::empty({B, 2, h, w}, feat.options());
   float* flp = flow.data_ptr<float>();
   at::parallel_for(0, B * h, 4, [&](int64_t begin, int64_t end) {
-    std::vector<float> hbuf(w);
-    std::vector<const float*> rows(C);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t b = r / h, y = r % h;
-      for (int64_t i = 0; i < C; ++i) rows[i] = fp + ((b * C + i) * h + y) * w;
-      head_row(rows.data(), C, w, w1p, b1p, Ch, w2p, b2p, hbuf.data(), flp + (b * 2 * h + y) * w,
-               flp + ((b * 2 + 1) * h + y) * w);
+      head_epilogue_row(Gp + b * Ch * hw + y * w, hw, w, b1p, Ch, w2p, b2p, flp + (b * 2 * h + y) * w,
+                        flp + ((b * 2 + 1) * h + y) * w);
     }
   });
 
@@ -138,19 +133,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fine_tail_cpu(
   const int64_t L1 = use_lcm ? lw1->size(0) : 0, L2 = use_lcm ? lw2->size(0) : 0;
   const int64_t eyes_sb = eyes.stride(0), up_sb = up_c.stride(0);
 
+  // GEMMs: G = [w1; lcm_w1[:, Cc:]] . feat_f at full resolution, and lcm_w1[:, :Cc] .
+  // feat_c at the coarse resolution: a 1x1 layer commutes with nearest upsampling, so
+  // the LCM's coarse half is computed on 4x fewer pixels and upsampled afterwards.
+  const at::Tensor Wf = use_lcm ? at::cat({w1, lw1->narrow(1, Cc, Cf)}, 0) : w1;
+  const at::Tensor G = at::matmul(Wf, feat_f.reshape({B, Cf, HW}));  // (B, Ch + L1, HW)
+  const int64_t Gr = Ch + L1;
+  at::Tensor Gc;
+  if (use_lcm) Gc = at::matmul(lw1->narrow(1, 0, Cc), feat_c.reshape({B, Cc, h * w}));  // (B, L1, hw)
+
   auto opts = eyes.options();
   at::Tensor out = at::empty({B, Ci, H, W}, opts);
   at::Tensor fine = intermediates ? at::empty({B, Ci, H, W}, opts) : at::empty({0}, opts);
   at::Tensor flow = intermediates ? at::empty({B, 2, H, W}, opts) : at::empty({0}, opts);
   at::Tensor mask = (intermediates && use_lcm) ? at::empty({B, 1, H, W}, opts) : at::empty({0}, opts);
 
-  const float* ffp = feat_f.data_ptr<float>();
-  const float* fcp = use_lcm ? feat_c.data_ptr<float>() : nullptr;
+  const float* Gp = G.data_ptr<float>();
+  const float* Gcp = use_lcm ? Gc.data_ptr<float>() : nullptr;
   const float* ep = eyes.data_ptr<float>();
   const float* up = up_c.data_ptr<float>();
-  const float *w1p = w1.data_ptr<float>(), *b1p = b1.data_ptr<float>();
-  const float *w2p = w2.data_ptr<float>(), *b2p = b2.data_ptr<float>();
-  const float* lw1p = use_lcm ? lw1->data_ptr<float>() : nullptr;
+  const float *b1p = b1.data_ptr<float>(), *w2p = w2.data_ptr<float>(), *b2p = b2.data_ptr<float>();
   const float* lb1p = use_lcm ? lb1->data_ptr<float>() : nullptr;
   const float* lw2p = use_lcm ? lw2->data_ptr<float>() : nullptr;
   const float* lb2p = use_lcm ? lb2->data_ptr<float>() : nullptr;
@@ -163,13 +165,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fine_tail_cpu(
   const float sx = static_cast<float>(scale_x), sy = static_cast<float>(scale_y);
 
   at::parallel_for(0, B * H, 4, [&](int64_t begin, int64_t end) {
-    // Per-row scratch: head hidden, flow (2), LCM input (upsampled feat_c), LCM hidden.
-    std::vector<float> hbuf(W), r0(W), r1(W), warped(Ci * W), fcup(Cc * W), h1(L1 * W), h2(W), l0(W), l1(W);
-    std::vector<const float*> rows(Cf);
+    std::vector<float> r0(W), r1(W), warped(Ci * W), h1(L1 * W), h2(W), l0(W), l1(W);
+    std::vector<int> xsrc(W);
+    for (int64_t x = 0; x < W; ++x)
+      xsrc[x] = nearest_src_index(static_cast<int>(x), static_cast<int>(w), static_cast<int>(W));
     for (int64_t r = begin; r < end; ++r) {
       const int64_t b = r / H, y = r % H;
-      for (int64_t i = 0; i < Cf; ++i) rows[i] = ffp + (b * Cf + i) * HW + y * W;
-      head_row(rows.data(), Cf, W, w1p, b1p, Ch, w2p, b2p, hbuf.data(), r0.data(), r1.data());
+      const float* Grow = Gp + b * Gr * HW + y * W;
+      head_epilogue_row(Grow, HW, W, b1p, Ch, w2p, b2p, r0.data(), r1.data());
       const float* u0 = up + b * up_sb + y * W;
       const float* u1 = u0 + HW;
       const float* img = ep + b * eyes_sb;
@@ -194,28 +197,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fine_tail_cpu(
         for (int64_t c = 0; c < Ci; ++c) std::copy(&warped[c * W], &warped[(c + 1) * W], op + (b * Ci + c) * HW + y * W);
         continue;
       }
-      // LCM input: cat(nearest-upsampled feat_c, feat_f) at this row.
       const int yl = nearest_src_index(static_cast<int>(y), static_cast<int>(h), static_cast<int>(H));
-      for (int64_t i = 0; i < Cc; ++i) {
-        const float* src = fcp + ((b * Cc + i) * h + yl) * w;
-        for (int64_t x = 0; x < W; ++x)
-          fcup[i * W + x] = src[nearest_src_index(static_cast<int>(x), static_cast<int>(w), static_cast<int>(W))];
-      }
-      const int64_t Cl = Cc + Cf;
       for (int64_t j = 0; j < L1; ++j) {
-        float* hj = &h1[j * W];
-        for (int64_t x = 0; x < W; ++x) hj[x] = lb1p[j];
-        for (int64_t i = 0; i < Cc; ++i) {
-          const float a = lw1p[j * Cl + i];
-          const float* in = &fcup[i * W];
-          for (int64_t x = 0; x < W; ++x) hj[x] += a * in[x];
+        const float* __restrict gf = Grow + (Ch + j) * HW;
+        const float* __restrict gc = Gcp + (b * L1 + j) * h * w + yl * w;
+        float* __restrict hj = &h1[j * W];
+        const float bj = lb1p[j];
+        for (int64_t x = 0; x < W; ++x) {
+          const float v = gc[xsrc[x]] + gf[x] + bj;
+          hj[x] = v > 0.0f ? v : 0.0f;
         }
-        for (int64_t i = 0; i < Cf; ++i) {
-          const float a = lw1p[j * Cl + Cc + i];
-          const float* in = rows[i];
-          for (int64_t x = 0; x < W; ++x) hj[x] += a * in[x];
-        }
-        for (int64_t x = 0; x < W; ++x) hj[x] = hj[x] > 0.0f ? hj[x] : 0.0f;
       }
       for (int64_t x = 0; x < W; ++x) {
         l0[x] = lb3p[0];
@@ -225,7 +216,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fine_tail_cpu(
         for (int64_t x = 0; x < W; ++x) h2[x] = lb2p[k];
         for (int64_t j = 0; j < L1; ++j) {
           const float a = lw2p[k * L1 + j];
-          const float* in = &h1[j * W];
+          const float* __restrict in = &h1[j * W];
           for (int64_t x = 0; x < W; ++x) h2[x] += a * in[x];
         }
         const float a0 = lw3p[k], a1 = lw3p[L2 + k];

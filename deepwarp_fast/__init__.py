@@ -6,6 +6,7 @@
 
 Tensor conventions and op semantics: SPEC.md (see README).
 """
+from .accelerate import AcceleratedDeepWarp, accelerate
 from .backends import BackendChoiceWarning, BackendUnavailableError, available_backends, backend_status
 from .config import DeepWarpConfig
 from .model import DeepWarp, DeepWarpOutput, count_parameters
@@ -14,6 +15,8 @@ from .weights import default_weights_path, load_model, read_metadata, save_weigh
 __version__ = "0.1.0"
 
 __all__ = [
+    "AcceleratedDeepWarp",
+    "accelerate",
     "BackendChoiceWarning",
     "BackendUnavailableError",
     "DeepWarp",

@@ -86,8 +86,7 @@ def fine_tail_reference(feat_f, feat_c, eyes, up_c, w1, b1, w2, b2, lcm=None, sc
     H, W = eyes.shape[-2:]
     flow = _pixel_scale(up_c + _head_reference(feat_f, w1, b1, w2, b2), scale_x, scale_y)
     fine = ops.warp(eyes, flow, backend=backend)
-    empty = eyes.new_empty(0)
-    mask = empty
+    mask = eyes.new_empty(0)
     out = fine
     if lcm is not None:
         lw1, lb1, lw2, lb2, lw3, lb3 = (t.to(eyes.dtype) for t in lcm)
@@ -99,7 +98,7 @@ def fine_tail_reference(feat_f, feat_c, eyes, up_c, w1, b1, w2, b2, lcm=None, sc
         if intermediates:
             mask = torch.sigmoid(logits[:, 1:2] - logits[:, 0:1])
     if not intermediates:
-        return out, empty, empty, empty
+        return out, eyes.new_empty(0), eyes.new_empty(0), eyes.new_empty(0)
     return out, fine, flow, mask
 
 
@@ -141,9 +140,8 @@ def fine_tail(
 def _(feat_f, feat_c, eyes, up_c, w1, b1, w2, b2, lcm_w1, lcm_b1, lcm_w2, lcm_b2, lcm_w3, lcm_b3, scale_x, scale_y, intermediates):
     B, C, H, W = eyes.shape
     out = eyes.new_empty(B, C, H, W)
-    if not intermediates:
-        e = eyes.new_empty(0)
-        return out, e, e, e
+    if not intermediates:  # three distinct empty tensors, as the extension returns
+        return out, eyes.new_empty(0), eyes.new_empty(0), eyes.new_empty(0)
     mask = eyes.new_empty(B, 1, H, W) if lcm_w1 is not None else eyes.new_empty(0)
     return out, eyes.new_empty(B, C, H, W), eyes.new_empty(B, 2, H, W), mask
 

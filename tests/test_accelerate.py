@@ -1,0 +1,226 @@
+"""deepwarp_fast.accelerate: same weights, same outputs, same inputs and checks as the
+reference DeepWarp, on every backend that runs here (CUDA graphs and low precision on a GPU)."""
+import warnings
+
+import pytest
+import torch
+
+from conftest import HAS_CUDA
+from deepwarp_fast import BackendUnavailableError, DeepWarp, DeepWarpConfig, accelerate, save_weights
+from deepwarp_fast.accelerate import AcceleratedDeepWarp, fused_path_supported
+from deepwarp_fast.backends import backend_status
+from test_model import TINY, inputs, randomize
+
+EXT_CPU = backend_status("cuda", "cpu")[0]
+EXT_CUDA = HAS_CUDA and backend_status("cuda", "cuda")[0]
+CFG = DeepWarpConfig()
+# A config of another size whose structure the fused path covers (odd sizes exercise
+# the nearest-upsampling index and the padding of the first layers' map term).
+SMALL = DeepWarpConfig(height=15, width=22, angle_hidden=4, angle_dim=5, coarse_channels=(6, 5, 4), coarse_kernels=(5, 3, 1),
+                       fine_channels=(7, 6, 4), fine_kernels=(3, 3, 1), lcm_feature_layer=1, lcm_channels=(3, 2))
+NO_LCM = DeepWarpConfig(use_lcm=False)
+
+
+def _model(cfg=CFG, seed=0, scale=0.3, dtype=torch.float32):
+    # scale=0.3: flows of many pixels and an LCM mask well inside (0, 1), with activations
+    # small enough that float32 rounding stays far below the 1e-4 target.
+    return randomize(DeepWarp(cfg).to(dtype), seed=seed, scale=scale).eval()
+
+
+def _max_err(a, b):
+    return (a.double() - b.double()).abs().max().item()
+
+
+def _check_parity(acc, model, eyes, anchors, angles, atol):
+    with torch.no_grad():
+        ref = model(eyes, anchors, angles, return_intermediates=True)
+    got = acc(eyes, anchors, angles, return_intermediates=True)
+    assert ref.flow.abs().max() > 2.0, "the test needs a flow of several pixels"
+    for name in ref._fields:
+        r, g = getattr(ref, name), getattr(got, name)
+        if r is None:
+            assert g is None, name
+            continue
+        assert g.shape == r.shape and g.dtype == r.dtype, name
+        assert _max_err(g, r) <= atol * max(1.0, r.abs().max().item() if name.endswith("flow") else 1.0), (name, _max_err(g, r))
+    out = acc(eyes, anchors, angles)
+    torch.testing.assert_close(out, got.output, atol=0, rtol=0)
+    return ref, got
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference"] + (["cuda"] if EXT_CPU else []))
+def test_matches_reference_on_cpu(gen, backend):
+    model = _model()
+    acc = accelerate(model, backend=backend)
+    assert acc.fused
+    assert acc.op_backends("cpu")["conv"] == ("cuda" if backend in ("cuda", "auto") and EXT_CPU else "reference")
+    ref, got = _check_parity(acc, model, *inputs(gen, 3, CFG), atol=1e-4)
+    assert 0.02 < float(ref.lcm_mask.mean()) < 0.98
+
+
+@pytest.mark.parametrize("cfg,scale", [(SMALL, 1.0), (NO_LCM, 0.3)], ids=["small", "no_lcm"])
+def test_other_configs_take_the_fused_path(gen, cfg, scale):
+    # Scales that give flows of several pixels while float32 stays well-conditioned.
+    model = _model(cfg, seed=3, scale=scale)
+    acc = accelerate(model)
+    assert acc.fused, acc.unfused_reason
+    _check_parity(acc, model, *inputs(gen, 2, cfg), atol=1e-4)
+
+
+def test_float64_is_exact_algebra(gen):
+    """In float64 the map-term rewrite of the first layers and the tails match the reference
+    to rounding, even with the large random weights where float32 itself is ill-conditioned."""
+    model = _model(seed=5, scale=1.0, dtype=torch.float64)
+    acc = accelerate(model, backend="reference")
+    assert acc.coarse_M.dtype == torch.float64
+    eyes, anchors, angles = (t.double() for t in inputs(gen, 2, CFG))
+    _check_parity(acc, model, eyes, anchors, angles, atol=1e-9)
+
+
+def test_float32_error_is_no_worse_than_the_reference(gen):
+    """Large random weights (pre-tanh activations in the hundreds): both float32 models drift
+    from float64; the accelerated one by at most twice as much as the reference."""
+    model64 = _model(seed=5, scale=1.0, dtype=torch.float64)
+    eyes, anchors, angles = inputs(gen, 2, CFG)
+    with torch.no_grad():
+        exact = model64(eyes.double(), anchors.double(), angles.double())
+        model32 = model64.float()
+        err_ref = _max_err(model32(eyes, anchors, angles), exact)
+    err_acc = _max_err(accelerate(model32)(eyes, anchors, angles), exact)
+    assert err_ref > 1e-4, "the test needs an ill-conditioned model"
+    assert err_acc <= 2 * err_ref, (err_acc, err_ref)
+
+
+def test_unsupported_config_runs_the_folded_reference(gen):
+    model = _model(TINY, seed=7, scale=1.0)
+    ok, why = fused_path_supported(TINY)
+    assert not ok and "two hidden layers" in why
+    with pytest.warns(UserWarning, match="BN-folded reference"):
+        acc = accelerate(model)
+    assert not acc.fused
+    eyes, anchors, angles = inputs(gen, 2, TINY)
+    with torch.no_grad():
+        torch.testing.assert_close(acc(eyes, anchors, angles), model(eyes, anchors, angles), atol=1e-5, rtol=1e-5)
+
+
+def test_loads_weights_files_and_keeps_the_weights(gen, tmp_path):
+    model = _model(seed=11)
+    path = save_weights(model, tmp_path / "w.safetensors", provenance={"how": "test"})
+    acc = accelerate(path)
+    assert acc.provenance["how"] == "test"
+    eyes, anchors, angles = inputs(gen, 2, CFG)
+    with torch.no_grad():
+        assert _max_err(acc(eyes, anchors, angles), model(eyes, anchors, angles)) <= 1e-4
+    # Folded once, from these weights: the map-term factors and folded convs are buffers.
+    names = dict(acc.named_buffers())
+    assert {"coarse_w0", "coarse_M", "fine_P", "lcm_w3"} <= set(names)
+    torch.testing.assert_close(names["lcm_w3"], model.lcm.head.weight.flatten(1))
+
+
+def test_inputs_are_validated_like_the_reference(gen):
+    model = _model()
+    acc = accelerate(model)
+    eyes, anchors, angles = inputs(gen, 2, CFG)
+    bad_cases = [
+        (eyes[:, :2], anchors, angles),
+        (eyes, anchors[:1], angles),
+        (eyes, anchors, angles[:, :1]),
+        (eyes * 3, anchors, angles),
+        (eyes, anchors.masked_fill(anchors > 30, float("nan")), angles),
+        (eyes.numpy(), anchors, angles),
+    ]
+    for args in bad_cases:
+        with pytest.raises((ValueError, TypeError)) as ref_err:
+            model(*args)
+        with pytest.raises(type(ref_err.value)) as acc_err:
+            acc(*args)
+        assert str(acc_err.value) == str(ref_err.value)
+
+
+def test_non_contiguous_inputs(gen):
+    model = _model()
+    acc = accelerate(model)
+    eyes, anchors, angles = inputs(gen, 2, CFG)
+    e2 = eyes.transpose(2, 3).contiguous().transpose(2, 3)
+    a2 = anchors.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not e2.is_contiguous() and not a2.is_contiguous()
+    torch.testing.assert_close(acc(e2, a2, angles), acc(eyes, anchors, angles), atol=1e-6, rtol=0)
+
+
+def test_backend_by_name_errors_say_why():
+    acc = accelerate(_model())
+    with pytest.raises(ValueError, match="backend must be"):
+        accelerate(_model(), backend="fast")
+    with pytest.raises(TypeError, match="model must be"):
+        accelerate(42)
+    if not HAS_CUDA:
+        with pytest.raises(BackendUnavailableError, match="no CUDA device"):
+            accelerate(_model(), backend="cuda").op_backends("cuda")
+    assert acc.op_backends("cpu", torch.float16)["conv"] == "reference", "the CPU extension runs float32 only"
+    if not EXT_CPU:
+        with pytest.raises(BackendUnavailableError, match="extension"):
+            accelerate(_model(), backend="cuda")(*inputs(torch.Generator().manual_seed(0), 1, CFG))
+
+
+@pytest.mark.skipif(not backend_status("triton", "cpu")[0] or HAS_CUDA, reason="Triton interpreter not available")
+def test_triton_warp_and_blend_in_the_fallback(gen):
+    model = _model()
+    acc = accelerate(model, backend="triton")
+    assert acc.op_backends("cpu") == {"conv": "reference", "tails": "reference", "warp": "triton"}
+    _check_parity(acc, model, *inputs(gen, 1, CFG), atol=1e-4)
+
+
+# ----------------------------------------------------------------------- GPU
+gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("backend", ["auto", "reference"] + (["cuda"] if EXT_CUDA else []))
+def test_matches_reference_on_cuda(gen, backend):
+    model = _model().cuda()
+    acc = accelerate(model, backend=backend)
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # the reference's convs in true fp32
+    try:
+        _check_parity(acc, model, *(t.cuda() for t in inputs(gen, 3, CFG)), atol=1e-4)
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.gpu
+@gpu
+def test_cuda_graph_replay_matches_eager(gen):
+    model = _model().cuda()
+    eager = accelerate(model)
+    graphed = accelerate(model, cuda_graphs=True)
+    for B in (2, 5, 2):
+        eyes, anchors, angles = (t.cuda() for t in inputs(gen, B, CFG))
+        out = graphed(eyes, anchors, angles)
+        torch.testing.assert_close(out, eager(eyes, anchors, angles), atol=1e-6, rtol=0)
+    assert len(graphed._graphs) == 2, "one graph per batch size, reused"
+    first = graphed(eyes, anchors, angles)
+    eyes2 = torch.flip(eyes, dims=[3])
+    second = graphed(eyes2, anchors, angles)
+    assert not torch.equal(first, second), "a replay must read the new inputs (and not overwrite the old output)"
+    torch.testing.assert_close(second, eager(eyes2, anchors, angles), atol=1e-6, rtol=0)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_error_is_measured(gen, dtype):
+    """fp16/bf16 activations: the error against fp32 is at most twice that of the reference
+    model run in the same precision (README documents the measured values)."""
+    model = _model().cuda()
+    eyes, anchors, angles = (t.cuda() for t in inputs(gen, 8, CFG))
+    with torch.no_grad():
+        exact = model.double()(eyes.double(), anchors.double(), angles.double())
+        ref_low = model.to(dtype)(eyes.to(dtype), anchors, angles).float()
+        model.float()
+    acc = accelerate(model, dtype=dtype)
+    out = acc(eyes, anchors, angles)
+    assert out.dtype == torch.float32
+    err_acc, err_ref = _max_err(out, exact), _max_err(ref_low, exact)
+    assert err_acc <= 2 * err_ref, (err_acc, err_ref)
+    warnings.warn(f"{dtype}: accelerated max abs error {err_acc:.3g} vs reference-in-{dtype} {err_ref:.3g}")
