@@ -19,18 +19,16 @@ import torch
 
 from .training.losses import normalized_error
 
-# Held-out pairs use renderer seeds from here on; training seeds (training.sampler.step_seed
-# with seed 0) stay below it for the first 100k steps.
-HELDOUT_SEED_BASE = 2**30
 VARIANTS = ("output", "fine", "coarse")
 LABELS = {"output": "DeepWarp (CFW + LCM)", "fine": "CFW without LCM", "coarse": "coarse warp only"}
 
 
-def heldout_plan(n: int, seed: int = 0, max_angle: float = 30.0, min_angle: float = 1.0, hard_fraction: float = 0.25,
-                 hard_tilt: float = 8.0, max_tilt: float = 20.0, direction: str = "any"):
-    """Angles and tilts of ``n`` held-out pairs: magnitudes uniform in [min_angle, max_angle].
+def draw_angles_tilts(g: torch.Generator, n: int, max_angle: float = 30.0, min_angle: float = 1.0, hard_fraction: float = 0.25,
+                      hard_tilt: float = 8.0, max_tilt: float = 20.0, direction: str = "any"):
+    """Angles and tilts of ``n`` evaluation pairs: magnitudes uniform in [min_angle, max_angle].
 
-    direction: "any" (uniform on the circle) or "vertical" (the paper's setting).
+    direction: "any" (uniform on the circle) or "vertical" (the paper's setting); a
+    ``hard_fraction`` of the pairs have |tilt| in (hard_tilt, max_tilt].
     Returns (angles (n, 2), tilt (n,)).
     """
     if n < 1:
@@ -39,7 +37,6 @@ def heldout_plan(n: int, seed: int = 0, max_angle: float = 30.0, min_angle: floa
         raise ValueError(f"need 0 <= min_angle < max_angle, got {min_angle} and {max_angle}")
     if direction not in ("any", "vertical"):
         raise ValueError(f"direction must be 'any' or 'vertical', got {direction!r}")
-    g = torch.Generator().manual_seed(HELDOUT_SEED_BASE + seed)
     mag = min_angle + (max_angle - min_angle) * torch.rand(n, generator=g, dtype=torch.float64)
     if direction == "any":
         theta = torch.rand(n, generator=g, dtype=torch.float64) * 2 * math.pi
@@ -53,12 +50,21 @@ def heldout_plan(n: int, seed: int = 0, max_angle: float = 30.0, min_angle: floa
     return angles, tilt
 
 
-def heldout_pairs(n: int, seed: int = 0, height: int = 41, width: int = 51, max_angle: float = 30.0, **plan_kwargs) -> Dict[str, torch.Tensor]:
-    """``n`` held-out pairs rendered by deepwarp_fast.data.render_pairs (seeds never used in training)."""
-    from .data import render_pairs
+def heldout_pairs(n: int, seed: int = 0, height: int = 41, width: int = 51, max_angle: float = 30.0,
+                  batch_size: int = 250, **draw_kwargs) -> Dict[str, torch.Tensor]:
+    """``n`` pairs of the data module's held-out split (``SyntheticPairs(split="heldout")``,
+    a seed stream disjoint from training) with angles and tilts from :func:`draw_angles_tilts`."""
+    from .data import SyntheticPairs
 
-    angles, tilt = heldout_plan(n, seed, max_angle=max_angle, **plan_kwargs)
-    return render_pairs(n, HELDOUT_SEED_BASE + seed, height=height, width=width, max_redirect=max_angle, angles=angles, tilt=tilt)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    draw_angles_tilts(torch.Generator().manual_seed(0), 1, max_angle=max_angle, **draw_kwargs)  # check arguments now
+    bs = min(n, batch_size)
+    ds = SyntheticPairs(seed, bs, split="heldout", num_batches=math.ceil(n / bs), height=height, width=width,
+                        max_redirect=max_angle, sampler=lambda g, b: draw_angles_tilts(g, b, max_angle=max_angle, **draw_kwargs))
+    batches = [ds.batch(i) for i in range(len(ds))]
+    keys = ("input", "target", "anchors", "angles", "tilt")
+    return {k: torch.cat([b[k] for b in batches])[:n] for k in keys}
 
 
 @torch.no_grad()
@@ -176,15 +182,15 @@ def plot_error_vs_angle(result: Dict[str, np.ndarray], path, bin_width: float = 
 
 
 def run_evaluation(model, n: int = 2000, seed: int = 0, out_dir=None, prefix: str = "eval_", max_angle: Optional[float] = None,
-                   batch_size: int = 256, **plan_kwargs) -> Dict[str, Any]:
+                   batch_size: int = 256, **draw_kwargs) -> Dict[str, Any]:
     """Render held-out pairs, evaluate, and (with ``out_dir``) write
     ``<prefix>summary.json``, ``<prefix>sorted_errors.png``, ``<prefix>error_vs_angle.png``."""
     cfg = model.config
     max_angle = float(max_angle if max_angle is not None else cfg.max_angle)
-    pairs = heldout_pairs(n, seed, height=cfg.height, width=cfg.width, max_angle=max_angle, **plan_kwargs)
+    pairs = heldout_pairs(n, seed, height=cfg.height, width=cfg.width, max_angle=max_angle, **draw_kwargs)
     result = evaluate_pairs(model, pairs, batch_size=batch_size)
     summary = summarize(result, max_angle=max_angle)
-    summary.update({"seed": seed, "max_angle_deg": max_angle, "heldout_seed_base": HELDOUT_SEED_BASE,
+    summary.update({"seed": seed, "max_angle_deg": max_angle, "data": "deepwarp_fast.data.SyntheticPairs(split='heldout')",
                     "provenance": getattr(model, "provenance", None)})
     if out_dir is not None:
         out_dir = Path(out_dir)

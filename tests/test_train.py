@@ -222,3 +222,12 @@ def test_batch_missing_a_key_is_named(tmp_path):
     tr = Trainer(tiny_config(steps=1), tmp_path, batch_fn=bad, progress=False)
     with pytest.raises(KeyError, match="needs key 'anchors'"):
         tr.train()
+
+
+def test_data_workers_give_the_same_batches(tmp_path):
+    a = Trainer(tiny_config(steps=3), tmp_path / "a", batch_fn=toy_batch, progress=False)
+    a.train()
+    b = Trainer(tiny_config(steps=3, data_workers=2), tmp_path / "b", batch_fn=toy_batch, progress=False)
+    b.train()
+    for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.allclose(x.float(), y.float(), atol=1e-6), k

@@ -89,6 +89,8 @@ class RunConfig:
     checkpoint_every_steps: int = 0
     log_every: int = 10
     channels_last: bool = False
+    # Processes that render batches ahead of the training step (0 = render in the loop).
+    data_workers: int = 0
 
 
 @dataclass

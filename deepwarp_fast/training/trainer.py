@@ -76,6 +76,34 @@ def hardware_description(device: torch.device) -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads ({os.cpu_count()} CPUs visible)"
 
 
+class SyntheticBatches:
+    """The default data: the paper-sampled batch of (step, rank), rendered on the CPU."""
+
+    def __init__(self, sampler: PaperSampler, data_cfg, height: int, width: int):
+        self.sampler, self.data_cfg, self.height, self.width = sampler, data_cfg, height, width
+
+    def __call__(self, step: int, rank: int) -> Dict[str, torch.Tensor]:
+        return render_batch(self.sampler.sample(step, rank), self.data_cfg, self.height, self.width, device="cpu")
+
+
+class _StepBatches(torch.utils.data.IterableDataset):
+    """batch_fn(step, rank) for step in [start, stop); worker i of W renders steps
+    start+i, start+i+W, ... and the DataLoader interleaves them back in step order."""
+
+    def __init__(self, batch_fn: BatchFn, start: int, stop: int, rank: int):
+        self.batch_fn, self.start, self.stop, self.rank = batch_fn, start, stop, rank
+
+    def __iter__(self):
+        w = torch.utils.data.get_worker_info()
+        i, n = (w.id, w.num_workers) if w is not None else (0, 1)
+        for step in range(self.start + i, self.stop, n):
+            yield self.batch_fn(step, self.rank)
+
+
+def _one_thread(_):
+    torch.set_num_threads(1)
+
+
 class Trainer:
     """One training run in ``out_dir``: checkpoint.pt, metrics.csv, config.toml, weights.safetensors."""
 
@@ -94,7 +122,8 @@ class Trainer:
         o = cfg.optim
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         self.sampler = PaperSampler(cfg.data, o.curriculum_steps, o.curriculum_start_bins)
-        self.batch_fn = batch_fn or self._render
+        mc = self.model.config
+        self.batch_fn = batch_fn or SyntheticBatches(self.sampler, cfg.data, mc.height, mc.width)
         self.progress = progress
         self.command = command or " ".join(sys.argv)
         self.step = 0
@@ -109,12 +138,6 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         else:
             self.net = self.model
-
-    # ------------------------------------------------------------------ data
-    def _render(self, step: int, rank: int) -> Dict[str, torch.Tensor]:
-        plan = self.sampler.sample(step, rank)
-        mc = self.model.config
-        return render_batch(plan, self.cfg.data, mc.height, mc.width, device="cpu")
 
     # ------------------------------------------------------------ checkpoints
     @property
@@ -151,6 +174,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.train_time_s = float(state["train_time_s"])
+        metrics = self.out_dir / METRICS_NAME
+        if self.info.is_main and metrics.is_file():
+            # Rows logged after the checkpoint will be logged again: drop them.
+            with open(metrics, newline="") as f:
+                rows = list(csv.reader(f))
+            keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= self.step]
+            with open(metrics, "w", newline="") as f:
+                csv.writer(f).writerows(keep)
         if self.info.is_main:
             print(f"resumed from {path} at step {self.step} ({self.train_time_s:.0f} s trained)", file=sys.stderr)
 
@@ -200,6 +231,12 @@ class Trainer:
         last_log_t, last_log_step = run_start, self.step
         stopped_early = False
         terms: Dict[str, torch.Tensor] = {}
+        batches = None
+        if cfg.run.data_workers > 0:
+            loader = torch.utils.data.DataLoader(_StepBatches(self.batch_fn, self.step, total, info.rank), batch_size=None,
+                                                 num_workers=cfg.run.data_workers, prefetch_factor=2, worker_init_fn=_one_thread,
+                                                 persistent_workers=False)
+            batches = iter(loader)
         try:
             while self.step < total:
                 if cfg.run.max_wall_s > 0:
@@ -207,7 +244,7 @@ class Trainer:
                     if ddp.any_true(over, info, self.device):
                         stopped_early = True
                         break
-                batch = self._to_device(self.batch_fn(self.step, info.rank))
+                batch = self._to_device(next(batches) if batches is not None else self.batch_fn(self.step, info.rank))
                 terms = self.train_step(batch, validate=(self.step == 0))
                 now = time.perf_counter()
                 self.train_time_s = time_at_start + (now - run_start)
@@ -239,6 +276,7 @@ class Trainer:
                     self.save_checkpoint()
                     last_ckpt = time.perf_counter()
         finally:
+            batches = None
             if bar is not None:
                 bar.close()
             if csv_file is not None:
