@@ -41,6 +41,48 @@ else
     echo "!! pytest-benchmark is not installed: pip install pytest-benchmark"; STATUS=1
 fi
 
+# ---------------------------------------------------------------- C++/CUDA extension, accelerate()
+# Build status, the extension's and accelerate()'s tests on CUDA tensors (graph replay and
+# fp16/bf16 included), and the low-precision error table. Its timings (eager reference,
+# torch.compile default / reduce-overhead, accelerated without / with CUDA graphs, at
+# B = 2, 256, 1024) are the "accelerated model" groups of the benchmarks above.
+echo "== extension and accelerate()"
+{
+    $PY -m deepwarp_fast env 2>/dev/null || deepwarp-fast env
+    $PY -c "from deepwarp_fast import _ext; m, why = _ext.load(); print('deepwarp_fast._C:', 'loaded, has_cuda=%s' % m.has_cuda() if m else 'MISSING: ' + why)"
+    $PY -m pytest tests/test_extension.py tests/test_accelerate.py -q -rs -W always::UserWarning || STATUS=1
+} 2>&1 | tee "$OUT/extension.txt"
+$PY - "$OUT" <<'PYEOF' 2>&1 | tee -a "$OUT/extension.txt"
+# Max abs error of the outputs against float64, per activation dtype (1024 eyes, [0, 1] images).
+import os, sys, torch
+from deepwarp_fast import DeepWarp, accelerate
+torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+torch.manual_seed(0)
+ref = DeepWarp()
+with torch.no_grad():
+    for p in ref.parameters():
+        p.add_(torch.randn(p.shape) * 0.05)
+ref = ref.cuda().eval()
+g = torch.Generator().manual_seed(0)
+B, H, W = 1024, 41, 51
+eyes = torch.rand(B, 3, H, W, generator=g).cuda()
+anchors = (torch.rand(B, 7, 2, generator=g) * torch.tensor([W - 1.0, H - 1.0])).cuda()
+angles = ((torch.rand(B, 2, generator=g) - 0.5) * 30).cuda()
+with torch.no_grad():
+    exact = ref.double()(eyes.double(), anchors.double(), angles.double())
+    ref.float()
+    rows = ["| activations | reference model max / mean abs err | accelerated max / mean abs err |", "|---|---:|---:|"]
+    for dt in (torch.float32, torch.float16, torch.bfloat16):
+        r = ref.to(dt)(eyes.to(dt), anchors, angles).double()
+        ref.float()
+        a = accelerate(ref, dtype=dt)(eyes, anchors, angles).double()
+        er, ea = (r - exact).abs(), (a - exact).abs()
+        rows.append(f"| {str(dt)[6:]} | {er.max():.2e} / {er.mean():.2e} | {ea.max():.2e} / {ea.mean():.2e} |")
+text = "\n".join(rows)
+print(text)
+open(os.path.join(sys.argv[1], "extension_precision.md"), "w").write(f"# accelerate(): error against float64 on {torch.cuda.get_device_name()}\n\n{text}\n")
+PYEOF
+
 # ---------------------------------------------------------------- summary
 if [ -f "$OUT/benchmarks.json" ]; then
 $PY - "$OUT" <<'PYEOF'

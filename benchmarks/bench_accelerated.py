@@ -1,0 +1,156 @@
+"""The accelerated model (deepwarp_fast.accelerate) against the eager reference and torch.compile.
+
+Rows per batch (B=2: one face, latency; B=256 and 1024 eyes: throughput), inference:
+- ``reference``: the eager DeepWarp (BatchNorm unfolded), the ratio's denominator;
+- ``folded_cl`` (CPU): the reference with BN folded and channels_last, the best plain PyTorch;
+- ``compile`` / ``compile_cudagraphs`` (GPU): torch.compile of the reference, default mode
+  and mode="reduce-overhead" (CUDA graphs);
+- ``accelerated`` / ``accelerated_graphs``: accelerate(model), without and with
+  cuda_graphs=True (GPU).
+Each row checks parity with the reference first. CPU rows run on 2 threads (the
+target: one face <= 5 ms and >= 1.5x the eager reference). Run:
+``pytest benchmarks/bench_accelerated.py`` (``DEEPWARP_BENCH_CPU_1024=1`` adds the big CPU batches).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+import torch
+
+from conftest import CPU_MAX_BATCH, DEVICE, RESULTS, assert_parity, device_name, quantile, sync
+from deepwarp_fast import DeepWarp, accelerate
+from deepwarp_fast.backends import backend_status
+
+H, W = 41, 51
+BATCHES = (2, 256, 1024)
+CPU_THREADS = 2
+BACKENDS = ["reference", "folded_cl", "compile", "compile_cudagraphs", "accelerated", "accelerated_graphs"]
+_cache: dict = {}
+
+
+def _reference():
+    if "ref" not in _cache:
+        torch.manual_seed(0)
+        ref = DeepWarp(backend="reference")
+        with torch.no_grad():
+            # Nonzero heads: flows of up to ~27 pixels, as after training. (Larger random
+            # weights make float32 itself ill-conditioned: two correct fp32 orders of
+            # summation then differ by more than the 1e-4 parity bound.)
+            for p in ref.parameters():
+                p.add_(torch.randn(p.shape) * 0.05)
+        _cache["ref"] = ref.to(DEVICE).eval()
+    return _cache["ref"]
+
+
+def _inputs(B):
+    g = torch.Generator().manual_seed(B)
+    eyes = torch.rand(B, 3, H, W, generator=g).to(DEVICE)
+    anchors = (torch.rand(B, 7, 2, generator=g) * torch.tensor([W - 1.0, H - 1.0])).to(DEVICE)
+    angles = ((torch.rand(B, 2, generator=g) - 0.5) * 30).to(DEVICE)
+    return eyes, anchors, angles
+
+
+def _runner(backend):
+    """A callable (eyes, anchors, angles) -> output for ``backend``, built once."""
+    if backend in _cache:
+        return _cache[backend]
+    ref = _reference()
+    if backend == "reference":
+        fn = lambda e, a, g: ref(e, a, g)  # noqa: E731
+    elif backend == "folded_cl":
+        folded = ref.fuse_bn().to(memory_format=torch.channels_last)
+        fn = lambda e, a, g: folded(e.contiguous(memory_format=torch.channels_last), a, g, validate=False)  # noqa: E731
+    elif backend in ("compile", "compile_cudagraphs"):
+        mode = "reduce-overhead" if backend == "compile_cudagraphs" else None
+        compiled = torch.compile(ref, mode=mode)
+        fn = lambda e, a, g: compiled(e, a, g, validate=False)  # noqa: E731
+    elif backend == "accelerated":
+        acc = accelerate(ref)
+        fn = lambda e, a, g: acc(e, a, g)  # noqa: E731
+    elif backend == "accelerated_graphs":
+        acc = accelerate(ref, cuda_graphs=True)
+        fn = lambda e, a, g: acc(e, a, g)  # noqa: E731
+    else:
+        raise ValueError(backend)
+    _cache[backend] = fn
+    return fn
+
+
+def _skip_unless_runs(backend, B):
+    if DEVICE == "cpu":
+        if B > CPU_MAX_BATCH:
+            pytest.skip(f"B={B} on CPU is slow; set DEEPWARP_BENCH_CPU_1024=1 to run it")
+        if backend in ("compile", "compile_cudagraphs", "accelerated_graphs"):
+            pytest.skip(f"{backend} is a GPU row (torch.compile takes minutes to build on 2 CPU cores)")
+    elif backend == "folded_cl":
+        pytest.skip("folded_cl is a CPU row")
+    if backend.startswith("accelerated") and not backend_status("cuda", DEVICE)[0]:
+        pytest.skip(f"the extension is unavailable on {DEVICE} ({backend_status('cuda', DEVICE)[1]}); "
+                    "the accelerated model would time its PyTorch fallback")
+
+
+@contextlib.contextmanager
+def _cpu_threads(n):
+    saved = torch.get_num_threads()
+    if DEVICE == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("B", BATCHES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_accelerated_model(benchmark, backend, B):
+    _skip_unless_runs(backend, B)
+    inputs = _inputs(B)
+    fn = _runner(backend)
+    with torch.inference_mode(), _cpu_threads(CPU_THREADS):
+        if backend != "reference":
+            with _no_tf32():
+                expected = _runner("reference")(*inputs)
+                got = fn(*inputs)
+                if backend.startswith("compile"):
+                    got = fn(*inputs)  # the CUDA-graph mode records on its second call
+            # fp32 target: max abs error <= 1e-4 on [0, 1] images.
+            assert_parity(got, expected, rtol=1e-4, what=f"{backend} B={B}")
+
+        def timed():
+            fn(*inputs)
+            sync()
+
+        rounds = 100 if B == 2 else (20 if DEVICE == "cuda" else 3)
+        group = f"accelerated model B={B}" + (f" ({CPU_THREADS} CPU threads)" if DEVICE == "cpu" else "")
+        benchmark.group = group
+        benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=10 if B == 2 else 2)
+    data = sorted(benchmark.stats.stats.data)
+    med = quantile(data, 0.5)
+    row = {
+        "device": device_name(),
+        "backend": backend,
+        "median_s": med,
+        "p20_s": quantile(data, 0.2),
+        "p80_s": quantile(data, 0.8),
+        "bytes": None,
+        "gbps": None,
+        "eyes_per_s": B / med,
+        "threads": torch.get_num_threads() if DEVICE == "cpu" else None,
+    }
+    benchmark.extra_info.update(row)
+    RESULTS[group][backend] = row
+    ref = RESULTS[group].get("reference")
+    if ref and backend != "reference":
+        print(f"\n{group} {backend}: {med * 1e3:.3f} ms ({B / med:,.0f} eyes/s), {ref['median_s'] / med:.2f}x the eager reference")
