@@ -1,0 +1,139 @@
+"""One training step (forward + backward + Adam) at the paper's batch, B=128, per backend.
+
+Rows: ``reference`` (pure PyTorch ops, the ratio's denominator), ``triton`` (GPU:
+the Triton kernels with their fused backward) and ``cuda`` (the C++/CUDA extension,
+wherever the model routes training through it). (A channels_last CPU row was dropped:
+its fc1 weight gradient came out 1.1% off the float64 oracle, 7x the fp32 reference's
+error, in PyTorch's own channels_last convolution backward.) The step is the trainer's: the losses of configs/paper.toml
+(L2 on the output and on the coarse image). Before timing, each fast row checks the
+loss and every parameter gradient against the reference on the same batch and weights.
+CPU rows use 2 threads (DEEPWARP_BENCH_THREADS to change). Run:
+``pytest benchmarks/bench_train.py`` (on a GPU: ``bash benchmarks/run_gpu.sh``).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+
+import pytest
+import torch
+
+from conftest import DEVICE, RESULTS, assert_parity, device_name, quantile, sync
+from deepwarp_fast import DeepWarp
+from deepwarp_fast.backends import backend_status
+from deepwarp_fast.training.config import LossConfig
+from deepwarp_fast.training.losses import training_loss
+
+B = 128
+H, W = 41, 51
+THREADS = int(os.environ.get("DEEPWARP_BENCH_THREADS", "2"))
+BACKENDS = ["reference", "triton", "cuda"]
+_cache: dict = {}
+
+
+def _model():
+    if "model" not in _cache:
+        torch.manual_seed(0)
+        m = DeepWarp(backend="reference")
+        with torch.no_grad():
+            # Nonzero heads: flows of a few pixels and a varying LCM mask, as in training.
+            for p in m.parameters():
+                p.add_(torch.randn(p.shape) * 0.1)
+        _cache["model"] = m.to(DEVICE).train()
+    return _cache["model"]
+
+
+def _batch():
+    g = torch.Generator().manual_seed(B)
+    eyes = torch.rand(B, 3, H, W, generator=g)
+    target = (eyes + 0.1 * torch.rand(B, 3, H, W, generator=g)).clamp(0, 1)
+    anchors = torch.rand(B, 7, 2, generator=g) * torch.tensor([W - 1.0, H - 1.0])
+    angles = (torch.rand(B, 2, generator=g) - 0.5) * 60
+    return [t.to(DEVICE) for t in (eyes, target, anchors, angles)]
+
+
+def _skip_unless_runs(backend):
+    if backend == "triton" and DEVICE != "cuda":
+        pytest.skip("Triton rows need a GPU (the CPU interpreter is for tests, not timings)")
+    if backend in ("triton", "cuda"):
+        ok, why = backend_status(backend, DEVICE)
+        if not ok:
+            pytest.skip(f"backend {backend!r} unavailable: {why}")
+
+
+def _stepper(backend, dtype=torch.float32):
+    """(model, loss_and_grads(), step()) for ``backend``: step runs forward, loss, backward and Adam."""
+    model = copy.deepcopy(_model()).to(dtype)
+    model.backend = backend
+    eyes, target, anchors, angles = [t.to(dtype) for t in _batch()]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    cfg = LossConfig()
+
+    def loss_and_grads():
+        out = model(eyes, anchors, angles, return_intermediates=True, validate=False)
+        loss = training_loss(out, target, cfg)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+    def step():
+        loss_and_grads()
+        opt.step()
+
+    return model, loss_and_grads, step
+
+
+@contextlib.contextmanager
+def _threads_no_tf32():
+    saved = torch.get_num_threads(), torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if DEVICE == "cpu":
+        torch.set_num_threads(THREADS)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[1:]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_step(benchmark, backend):
+    _skip_unless_runs(backend)
+    with _threads_no_tf32():
+        model, loss_and_grads, step = _stepper(backend)
+        if backend != "reference":
+            # The oracle is the reference in float64; the fast row's fp32 error may be at
+            # most twice the fp32 reference's own (plus a floor of 1e-5 of the gradient's scale).
+            ref_model, ref_loss_and_grads, _ = _stepper("reference")
+            o_model, o_loss_and_grads, _ = _stepper("reference", torch.float64)
+            o_loss, ref_loss, loss = o_loss_and_grads(), ref_loss_and_grads(), loss_and_grads()
+            assert_parity(loss.detach(), o_loss.detach(), rtol=1e-5, what=f"{backend} loss")
+            for (name, p), q, o in zip(model.named_parameters(), ref_model.parameters(), o_model.parameters()):
+                scale = o.grad.abs().max().item() or 1.0
+                err = (p.grad.double() - o.grad).abs().max().item() / scale
+                ref_err = (q.grad.double() - o.grad).abs().max().item() / scale
+                assert err <= 2 * ref_err + 1e-5, (
+                    f"{backend} grad {name}: relative error {err:.3g} > 2 x the fp32 reference's {ref_err:.3g} + 1e-5")
+
+        def timed():
+            step()
+            sync()
+
+        group = f"train step B={B}" + (f" ({THREADS} CPU threads)" if DEVICE == "cpu" else "")
+        benchmark.group = group
+        rounds = 20 if DEVICE == "cuda" else 3
+        benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=3 if DEVICE == "cuda" else 1)
+    if benchmark.stats is None:  # --benchmark-disable: parity checked, nothing timed
+        return
+    data = sorted(benchmark.stats.stats.data)
+    med = quantile(data, 0.5)
+    row = {"device": device_name(), "backend": backend, "median_s": med, "p20_s": quantile(data, 0.2),
+           "p80_s": quantile(data, 0.8), "bytes": None, "gbps": None, "pairs_per_s": B / med}
+    benchmark.extra_info.update(row)
+    RESULTS[group][backend] = row
+    ref = RESULTS[group].get("reference")
+    msg = f"\n{group} {backend}: {med * 1e3:.1f} ms per step ({B / med:,.0f} pairs/s)"
+    if ref and backend != "reference":
+        msg += f", {ref['median_s'] / med:.2f}x the reference"
+    print(msg)
