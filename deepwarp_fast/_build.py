@@ -80,7 +80,25 @@ def cuda_status(torch) -> Tuple[bool, str]:
     home, why = find_cuda_home()
     if home is None:
         return False, why
+    nvcc_version = _nvcc_release(home)
+    torch_major = str(torch.version.cuda).split(".")[0]
+    if nvcc_version and nvcc_version.split(".")[0] != torch_major:
+        return False, (f"nvcc {nvcc_version} in {home} does not match torch's CUDA {torch.version.cuda} "
+                       "(the major versions must agree): set CUDA_HOME to a matching toolkit")
     return True, ""
+
+
+def _nvcc_release(home: str) -> Optional[str]:
+    """'13.0' from `nvcc --version`, or None when it cannot be read."""
+    import re
+    import subprocess
+
+    try:
+        out = subprocess.run([os.path.join(home, "bin", "nvcc"), "--version"], capture_output=True, text=True, timeout=60).stdout
+    except Exception:
+        return None
+    m = re.search(r"release (\d+\.\d+)", out)
+    return m.group(1) if m else None
 
 
 def _arch_list(torch) -> str:

@@ -29,8 +29,8 @@ def cache_dir() -> str:
     import torch
 
     base = os.environ.get("DEEPWARP_EXT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "deepwarp_fast")
-    tag = torch.__version__.replace("+", "_") + ("_cu" + torch.version.cuda if torch.version.cuda else "_cpu")
-    return os.path.join(base, f"ext-{tag}")
+    # torch.utils.cpp_extension.load rebuilds by itself when the sources or flags change.
+    return os.path.join(base, "ext-torch-" + torch.__version__.replace("+", "_"))
 
 
 def _load_build_module():
