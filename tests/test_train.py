@@ -30,7 +30,7 @@ def toy_batch(step, rank=0, B=16):
 
 
 def tiny_config(**run):
-    d = {"run": {"steps": 4, "threads": 2, "log_every": 1, "checkpoint_every_s": 0, **run},
+    d = {"run": {"steps": 4, "threads": 1, "log_every": 1, "checkpoint_every_s": 0, **run},
          "optim": {"warmup_steps": 2}, "data": {"bins_per_batch": 2, "easy_per_bin": 6, "hard_per_bin": 2}}
     return TrainConfig.from_dict(d)
 
@@ -152,7 +152,7 @@ def test_learning_rate_schedule():
 
 # ---------------------------------------------------------------------- trainer
 def test_trainer_learns_the_toy_redirection(tmp_path):
-    cfg = TrainConfig.from_dict({"run": {"steps": 40, "threads": 2, "log_every": 5, "checkpoint_every_s": 0},
+    cfg = TrainConfig.from_dict({"run": {"steps": 40, "threads": 1, "log_every": 5, "checkpoint_every_s": 0},
                                  "optim": {"warmup_steps": 5, "lr": 3e-3}})
     tr = Trainer(cfg, tmp_path, batch_fn=toy_batch, progress=False)
     probe = toy_batch(10**6, B=32)
@@ -231,3 +231,27 @@ def test_data_workers_give_the_same_batches(tmp_path):
     b.train()
     for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.allclose(x.float(), y.float(), atol=1e-6), k
+
+
+def test_train_command_on_rendered_pairs(tmp_path, capsys):
+    """`deepwarp-fast train` end to end on the synthetic generator (2 tiny steps)."""
+    from pathlib import Path
+
+    from deepwarp_fast.cli import main
+
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "default.toml"
+    args = ["train", "--config", str(cfg), "-o", str(tmp_path), "--steps", "2", "--no-progress",
+            "--set", "data.bins_per_batch=2", "--set", "data.easy_per_bin=3", "--set", "data.hard_per_bin=1",
+            "--set", "run.data_workers=0", "--set", "run.log_every=1"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert summary["steps"] == 2 and summary["batch_per_process"] == 8
+    meta = read_metadata(tmp_path / "weights.safetensors")
+    import shlex
+
+    sets = [w for w in args if "=" in w]
+    expected = ["deepwarp-fast", "train", "--config", str(cfg), "-o", str(tmp_path)] + [w for o in sets for w in ("--set", o)] + ["--steps", "2"]
+    assert meta["provenance"]["command"] == shlex.join(expected)
+    assert load_config(tmp_path / "config.toml").data.easy_per_bin == 3
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert len(rows) == 2 and all(math.isfinite(float(r["loss"])) for r in rows)

@@ -17,7 +17,6 @@ def add_arguments(p):
 def run(args) -> int:
     import json
     import shlex
-    import sys
 
     from ..training import Trainer, TrainConfig, load_config
 
@@ -28,7 +27,11 @@ def run(args) -> int:
     if args.device is not None:
         overrides.append(f"run.device={args.device}")
     cfg = cfg.with_overrides(overrides)
-    command = "deepwarp-fast " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    # The command as parsed (not sys.argv, which is torchrun's or pytest's when called through them).
+    words = ["deepwarp-fast", "train"] + (["--config", args.config] if args.config else []) + ["-o", args.output]
+    words += (["--resume"] if args.resume else []) + [w for o in args.overrides for w in ("--set", o)]
+    words += (["--steps", str(args.steps)] if args.steps is not None else []) + (["--device", args.device] if args.device else [])
+    command = " ".join(shlex.quote(w) for w in words)
     trainer = Trainer(cfg, args.output, resume=args.resume, progress=not args.no_progress, command=command)
     try:
         summary = trainer.train()
