@@ -54,7 +54,7 @@ echo "== extension and accelerate()"
 } 2>&1 | tee "$OUT/extension.txt"
 $PY - "$OUT" <<'PYEOF' 2>&1 | tee -a "$OUT/extension.txt"
 # Max abs error of the outputs against float64, per activation dtype (1024 eyes, [0, 1] images).
-import os, sys, torch
+import copy, os, sys, torch
 from deepwarp_fast import DeepWarp, accelerate
 torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 torch.manual_seed(0)
@@ -69,12 +69,10 @@ eyes = torch.rand(B, 3, H, W, generator=g).cuda()
 anchors = (torch.rand(B, 7, 2, generator=g) * torch.tensor([W - 1.0, H - 1.0])).cuda()
 angles = ((torch.rand(B, 2, generator=g) - 0.5) * 30).cuda()
 with torch.no_grad():
-    exact = ref.double()(eyes.double(), anchors.double(), angles.double())
-    ref.float()
+    exact = copy.deepcopy(ref).double()(eyes.double(), anchors.double(), angles.double())
     rows = ["| activations | reference model max / mean abs err | accelerated max / mean abs err |", "|---|---:|---:|"]
     for dt in (torch.float32, torch.float16, torch.bfloat16):
-        r = ref.to(dt)(eyes.to(dt), anchors, angles).double()
-        ref.float()
+        r = copy.deepcopy(ref).to(dt)(eyes.to(dt), anchors, angles).double()
         a = accelerate(ref, dtype=dt)(eyes, anchors, angles).double()
         er, ea = (r - exact).abs(), (a - exact).abs()
         rows.append(f"| {str(dt)[6:]} | {er.max():.2e} / {er.mean():.2e} | {ea.max():.2e} / {ea.mean():.2e} |")

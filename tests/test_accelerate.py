@@ -1,5 +1,6 @@
 """deepwarp_fast.accelerate: same weights, same outputs, same inputs and checks as the
 reference DeepWarp, on every backend that runs here (CUDA graphs and low precision on a GPU)."""
+import copy
 import warnings
 
 import pytest
@@ -214,10 +215,9 @@ def test_low_precision_error_is_measured(gen, dtype):
     model run in the same precision (README documents the measured values)."""
     model = _model().cuda()
     eyes, anchors, angles = (t.cuda() for t in inputs(gen, 8, CFG))
-    with torch.no_grad():
-        exact = model.double()(eyes.double(), anchors.double(), angles.double())
-        ref_low = model.to(dtype)(eyes.to(dtype), anchors, angles).float()
-        model.float()
+    with torch.no_grad():  # copies: casting in place would round the weights the others use
+        exact = copy.deepcopy(model).double()(eyes.double(), anchors.double(), angles.double())
+        ref_low = copy.deepcopy(model).to(dtype)(eyes.to(dtype), anchors, angles).float()
     acc = accelerate(model, dtype=dtype)
     out = acc(eyes, anchors, angles)
     assert out.dtype == torch.float32
