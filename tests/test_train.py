@@ -17,6 +17,14 @@ from deepwarp_fast.training.losses import normalized_error
 from deepwarp_fast.weights import load_model, read_metadata
 
 
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    """The trainer sets torch's (process-wide) thread count: restore it for other tests."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 def toy_batch(step, rank=0, B=16):
     """Smooth random eyes; the target moves the image by (angle / 5) pixels."""
     g = torch.Generator().manual_seed(1000 * step + rank + 1)
