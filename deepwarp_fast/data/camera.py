@@ -38,19 +38,20 @@ def _quality_scale(q: torch.Tensor) -> torch.Tensor:
 
 
 def _blockwise(x: torch.Tensor, table: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """DCT-quantise-IDCT every 8x8 block of x (N, C, H, W) (values in 0..255, centred)."""
+    """DCT-quantise-IDCT every 8x8 block of x (N, C, H, W) (values in 0..255, centred).
+    The 2-D DCT of a block is one (64 x 64) matrix, kron(D, D), on the flattened block."""
     N, C, H, W = x.shape
     ph, pw = (-H) % 8, (-W) % 8
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     Hp, Wp = x.shape[-2:]
     D = _dct_matrix(x.device)
-    blocks = x.view(N, C, Hp // 8, 8, Wp // 8, 8)
-    coef = torch.einsum("ij,ncajbk,lk->ncaibl", D, blocks, D)  # (N, C, bh, 8, bw, 8)
-    q = (table.to(x.device).view(1, 1, 1, 8, 1, 8) * scale.view(N, 1, 1, 1, 1, 1)).clamp(min=1.0)
-    coef = torch.round(coef / q) * q
-    out = torch.einsum("ji,ncajbk,kl->ncaibl", D, coef, D).reshape(N, C, Hp, Wp)
-    return out[..., :H, :W]
+    K = torch.kron(D, D)                                                  # (64, 64)
+    blocks = x.view(N, C, Hp // 8, 8, Wp // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(N, -1, 64)
+    q = (table.to(x.device).reshape(1, 1, 64) * scale.view(N, 1, 1)).clamp(min=1.0)
+    coef = torch.round(torch.matmul(blocks, K.t()) / q) * q
+    out = torch.matmul(coef, K)
+    return out.view(N, C, Hp // 8, Wp // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(N, C, Hp, Wp)[..., :H, :W]
 
 
 def jpeg_roundtrip(img: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
@@ -79,25 +80,31 @@ def jpeg_roundtrip(img: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     return res
 
 
+def _blur_matrices(k: torch.Tensor, n: int) -> torch.Tensor:
+    """(N, n, n) matrices that filter a length-n signal with the per-image kernels k (N, K)
+    (border replicate): out = M @ signal."""
+    K = k.shape[1]
+    r = K // 2
+    i = torch.arange(n, device=k.device)
+    j = (i.view(-1, 1) + torch.arange(-r, r + 1, device=k.device).view(1, -1)).clamp(0, n - 1)   # (n, K)
+    S = torch.zeros(K, n, n, device=k.device, dtype=k.dtype)
+    S.index_put_((torch.arange(K, device=k.device).view(1, K).expand(n, K), i.view(-1, 1).expand(n, K), j),
+                 torch.ones(n, K, device=k.device, dtype=k.dtype), accumulate=True)
+    return torch.einsum("nk,kij->nij", k, S)
+
+
 def gaussian_blur(img: torch.Tensor, sigma: torch.Tensor, radius: int = 2) -> torch.Tensor:
-    """Separable Gaussian blur with a per-image sigma (N,) in pixels (0 = unchanged),
-    border replicate; a weighted sum of shifted copies (faster than grouped convs here)."""
+    """Separable Gaussian blur with a per-image sigma (N,) in pixels (~0 = unchanged),
+    border replicate; two batched matrix products (faster than grouped convs here)."""
     N, C, H, W = img.shape
     x = torch.arange(-radius, radius + 1, device=img.device, dtype=img.dtype).view(1, -1)
     s = sigma.to(img.dtype).clamp(min=1e-3).view(-1, 1)
     k = torch.exp(-0.5 * (x / s) ** 2)
-    k = (k / k.sum(1, keepdim=True)).view(N, 2 * radius + 1, 1, 1, 1)
-    y = F.pad(img, (radius, radius, 0, 0), mode="replicate")
-    out = k[:, radius] * img
-    for i in range(2 * radius + 1):
-        if i != radius:
-            out = out + k[:, i] * y[..., i:i + W]
-    y = F.pad(out, (0, 0, radius, radius), mode="replicate")
-    out2 = k[:, radius] * out
-    for i in range(2 * radius + 1):
-        if i != radius:
-            out2 = out2 + k[:, i] * y[..., i:i + H, :]
-    return out2
+    k = k / k.sum(1, keepdim=True)
+    Mw = _blur_matrices(k, W)                                            # (N, W, W)
+    Mh = _blur_matrices(k, H)                                            # (N, H, H)
+    out = torch.matmul(img.reshape(N, C * H, W), Mw.transpose(1, 2)).view(N, C, H, W)
+    return torch.matmul(Mh.unsqueeze(1), out)
 
 
 def apply_camera(img: torch.Tensor, p: Dict[str, torch.Tensor], noise: Optional[torch.Tensor] = None) -> torch.Tensor:

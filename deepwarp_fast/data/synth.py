@@ -447,16 +447,21 @@ def _pool(x: torch.Tensor, s: int) -> torch.Tensor:
     return F.avg_pool2d(x, s)
 
 
-def _window(p, up, lo, H, W):
-    """Per-sample windows (output pixels) holding everything the gaze changes: the
-    opening, lids, lashes. Returns the common size (hw, ww) and offsets oy, ox (B,)."""
+def _bboxes(p, up, lo):
+    """Per-sample boxes (output pixels, (B, 2) corners lo_xy, hi_xy) holding everything
+    the gaze changes in either image of a pair: the opening, lids, lashes, 1 px margin."""
     B = up.shape[0]
     uu = torch.linspace(-1.06, 1.06, 13).view(1, 1, -1).expand(B, 2, -1)
     v_up, v_lo = lid_curves(uu, p, up, lo)
     lash = p["lash_len"].view(B, 1, 1) + 0.12
     pts = torch.cat([eye_to_patch(p, uu, v_up - lash), eye_to_patch(p, uu, v_lo + 0.12)], 2).view(B, -1, 2)
-    lo_xy = pts.min(1).values.floor() - 1
-    hi_xy = pts.max(1).values.ceil() + 1
+    return pts.min(1).values.floor() - 1, pts.max(1).values.ceil() + 1
+
+
+def _window(p, up, lo, H, W):
+    """A window size (hw, ww) common to the batch and per-sample offsets oy, ox (B,)
+    (output pixels) covering each sample's :func:`_bboxes`."""
+    lo_xy, hi_xy = _bboxes(p, up, lo)
     ww = int(min(W, (hi_xy[:, 0] - lo_xy[:, 0]).max().item() + 1))
     hw = int(min(H, (hi_xy[:, 1] - lo_xy[:, 1]).max().item() + 1))
     ox = lo_xy[:, 0].clamp(0, W - ww).long()
@@ -737,30 +742,51 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
     gen = torch.Generator().manual_seed(int(seed) & 0xFFFFFFFFFFFF)
     g0, g1 = sample_gazes(gen, n, gaze_range, max_redirect, angles, input_gaze)
     tl = sample_tilts(gen, n, hard_fraction, opts) if tilt is None else _as_n(tilt, n, "tilt")
-    outs = []
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    # every random choice first (per chunk of the sample order), then render in chunks of
+    # similar window size: a chunk's window is its largest sample's, so sorting saves work
+    ps, zs = [], []
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         cg = torch.Generator().manual_seed((int(seed) * 1_000_003 + start * 7919 + 17) & 0xFFFFFFFFFFFF)
         sl = slice(start, start + m)
-        p = sample_params(cg, m, height, width, opts, g0[sl], g1[sl], tl[sl])
-        z = sample_noise_fields(cg, m)
+        ps.append(sample_params(cg, m, height, width, opts, g0[sl], g1[sl], tl[sl]))
+        zs.append(sample_noise_fields(cg, m))
+    p_all = {k: torch.cat([q[k] for q in ps]) for k in ps[0]}
+    z_all = {k: torch.cat([q[k] for q in zs]) for k in zs[0]}
+    d_all = derived_params(p_all)
+    lo_xy, hi_xy = _bboxes(d_all, d_all["up"], d_all["lo"])
+    size = hi_xy - lo_xy
+    order = torch.argsort(size[:, 0] * 64 + size[:, 1], stable=True)
+    res = {"input": torch.empty(n, 3, height, width, device=device), "target": torch.empty(n, 3, height, width, device=device)}
+    if opts.return_layers:
+        for k in ("opening", "pupil", "iris", "eye_region"):
+            res[k] = torch.empty(n, 2, height, width, device=device)
+    for ci, start in enumerate(range(0, n, chunk)):
+        idx = order[start:start + chunk]
+        m = idx.numel()
+        p = {k: t[idx] for k, t in p_all.items()}
+        z = {k: t[idx] for k, t in z_all.items()}
         r = render_batch(p, z, height, width, opts, device, layers=opts.return_layers)
         img = r["images"]
         if opts.camera:
+            ng = torch.Generator().manual_seed((int(seed) * 999_983 + ci * 104_729 + 5) & 0xFFFFFFFFFFFF)
             cam = {k: p[k].repeat_interleave(2).to(device) for k in ("exposure", "blur", "noise", "jpeg_q", "saturation")}
-            noise = torch.randn(m, 1, 3, height, width, generator=cg).to(device).expand(m, 2, 3, height, width)
+            noise = torch.randn(m, 1, 3, height, width, generator=ng).to(device).expand(m, 2, 3, height, width)
             img = apply_camera(img.reshape(m * 2, 3, height, width), cam, noise=noise.reshape(m * 2, 3, height, width))
             img = img.view(m, 2, 3, height, width)
         else:
             img = (img * p["exposure"].to(device).view(m, 1, 1, 1, 1)).clamp(0, 1)
-        anc = anchors_from_params(derived_params(p))
-        o = {"input": img[:, 0], "target": img[:, 1], "anchors": anc[:, 0].to(device),
-             "target_anchors": anc[:, 1].to(device)}
+        di = idx.to(device)
+        res["input"][di] = img[:, 0]
+        res["target"][di] = img[:, 1]
         if opts.return_layers:
             for k in ("opening", "pupil", "iris", "eye_region"):
-                o[k] = r[k]
-        outs.append(o)
-    res = {k: torch.cat([o[k] for o in outs]).contiguous() for k in outs[0]}
+                res[k][di] = r[k]
+    anc = anchors_from_params(d_all)
+    res["anchors"] = anc[:, 0].contiguous().to(device)
+    res["target_anchors"] = anc[:, 1].contiguous().to(device)
     res["angles"] = (g1 - g0).to(device)
     res["input_gaze"] = g0.to(device)
     res["target_gaze"] = g1.to(device)
