@@ -154,3 +154,38 @@ def test_accelerated_model(benchmark, backend, B):
     ref = RESULTS[group].get("reference")
     if ref and backend != "reference":
         print(f"\n{group} {backend}: {med * 1e3:.3f} ms ({B / med:,.0f} eyes/s), {ref['median_s'] / med:.2f}x the eager reference")
+
+
+# One conv + folded BN + ReLU layer of the accelerated model: the extension's kernel
+# (direct convolution, fused epilogue) against cuDNN / oneDNN (F.conv2d, then ReLU). The
+# measurement that decides which algorithm the layer should use.
+LAYERS = {
+    "coarse0 3->16 5x5 20x25": (3, 16, 5, 20, 25),
+    "coarse1 16->32 3x3 20x25": (16, 32, 3, 20, 25),
+    "coarse2 32->32 3x3 20x25": (32, 32, 3, 20, 25),
+    "fine0 8->16 5x5 41x51": (8, 16, 5, 41, 51),
+    "fine1 16->32 3x3 41x51": (16, 32, 3, 41, 51),
+    "fine2 32->32 3x3 41x51": (32, 32, 3, 41, 51),
+}
+
+
+@pytest.mark.parametrize("B", (2, 1024))
+@pytest.mark.parametrize("layer", list(LAYERS))
+@pytest.mark.parametrize("backend", ["reference", "cuda"])
+def test_conv_layer(benchmark, backend, layer, B):
+    from conftest import run_timed, skip_unless_backend, tensor_bytes
+    from deepwarp_fast.accelerate import conv_bias_relu, conv_bias_relu_reference
+
+    skip_unless_backend(backend, B=B)
+    cin, cout, k, h, w = LAYERS[layer]
+    g = torch.Generator().manual_seed(k)
+    x = torch.rand(B, cin, h, w, generator=g).to(DEVICE)
+    weight = ((torch.rand(cout, cin, k, k, generator=g) - 0.5) * 0.3).to(DEVICE)
+    bias = (torch.rand(cout, generator=g) - 0.5).to(DEVICE)
+    with torch.inference_mode(), _cpu_threads(CPU_THREADS):
+        fn = (lambda: conv_bias_relu(x, weight, bias, None, True)) if backend == "cuda" else (lambda: conv_bias_relu_reference(x, weight, bias))
+        if backend == "cuda":
+            with _no_tf32():
+                assert_parity(fn(), conv_bias_relu_reference(x, weight, bias), rtol=1e-5, what=f"conv {layer} B={B}")
+        out_bytes = B * cout * h * w * 4
+        run_timed(benchmark, fn, group=f"conv layer {layer} B={B}", backend=backend, bytes_moved=tensor_bytes(x, weight, bias) + out_bytes)
