@@ -214,7 +214,8 @@ def sample_params(gen, n, H, W, opts: SynthOptions, g0, g1, tilt) -> Dict[str, t
     i0 = t.floor().long().clamp(max=_SKIN.shape[0] - 2)
     f = (t - i0.float()).unsqueeze(1)
     skin = _SKIN[i0] * (1 - f) + _SKIN[i0 + 1] * f
-    p["skin_rgb"] = skin * (1 + _n(gen, n * 3, 0.035).view(n, 3))
+    skin = skin * (1 + _n(gen, n * 3, 0.03).view(n, 3))
+    p["skin_rgb"] = torch.cummin(skin, 1).values  # skin keeps R >= G >= B (no green or violet skin)
     p["skin_tex"] = _u(gen, n, 0.03, 0.09)
     p["wrinkles"] = _u(gen, n, 0.0, 1.0) ** 2
     p["wrinkle_freq"] = _u(gen, n, 9.0, 16.0)
@@ -237,7 +238,7 @@ def sample_params(gen, n, H, W, opts: SynthOptions, g0, g1, tilt) -> Dict[str, t
     p["gl_cy"] = _u(gen, n, -0.2, 0.3)
     p["gl_rx"] = _u(gen, n, 1.7, 2.4)
     p["gl_ry"] = _u(gen, n, 1.1, 1.6)
-    p["gl_w"] = _u(gen, n, 0.04, 0.14)
+    p["gl_w"] = _u(gen, n, 0.02, 0.07)
     p["gl_rgb"] = torch.where(torch.rand(n, 1, generator=gen) < 0.6, _u(gen, n, 0.03, 0.15).unsqueeze(1).expand(n, 3),
                               torch.stack([_u(gen, n, 0.4, 0.8)] * 3, 1))
     # light: direction (towards the light, camera at +z), colour, ambient
@@ -245,7 +246,7 @@ def sample_params(gen, n, H, W, opts: SynthOptions, g0, g1, tilt) -> Dict[str, t
     el = _u(gen, n, 0.15, 0.75)  # sine of the angle away from the view axis
     p["light"] = torch.stack([el * torch.cos(az), el * torch.sin(az) - 0.25 * el, torch.sqrt(1 - el ** 2)], 1)
     p["light"] = p["light"] / p["light"].norm(dim=1, keepdim=True)
-    temp = _n(gen, n, 0.06)
+    temp = _n(gen, n, 0.04)
     p["light_rgb"] = torch.stack([1 + temp, 1 + 0.2 * temp, 1 - temp], 1) * (1 + _n(gen, n * 3, 0.02).view(n, 3))
     p["ambient"] = _u(gen, n, 0.45, 0.75)
     p["glint"] = _u(gen, n, 0.5, 1.0)
@@ -257,7 +258,7 @@ def sample_params(gen, n, H, W, opts: SynthOptions, g0, g1, tilt) -> Dict[str, t
     p["jpeg_q"] = torch.where(torch.rand(n, generator=gen) < opts.jpeg_prob, _u(gen, n, 35.0, 95.0), torch.zeros(n))
     if not opts.camera:
         p["jpeg_q"] = torch.zeros(n)
-    p["saturation"] = _u(gen, n, 0.75, 1.15)
+    p["saturation"] = _u(gen, n, 0.65, 1.05)
     return p
 
 
@@ -396,7 +397,7 @@ def render_skin(p, z, u, v, up_max, pxu):
     pixels per eye unit (for anti-aliasing)."""
     B = u.shape[0]
     t1 = _tex(z["skin1"], u, v, 2.6, 2.2)
-    tex = t1[:, :1] * 0.5 + _tex(z["skin2"], u, v, 2.6, 2.2) * 0.35 + _tex(z["skin3"], u, v, 2.6, 2.2) * 0.3
+    tex = t1[:, :1] * 0.35 + _tex(z["skin2"], u, v, 2.6, 2.2) * 0.3 + _tex(z["skin3"], u, v, 2.6, 2.2) * 0.4
     # a height field (the eyeball's bulge under the lids, the sulcus under the brow),
     # shaded with the light
     uu = u * u
@@ -417,11 +418,12 @@ def render_skin(p, z, u, v, up_max, pxu):
     lo_rest = _v(p, "lo0") * (1 - uu).clamp(min=0)
     wd = v - lo_rest
     wr = torch.cos(wd * _v(p, "wrinkle_freq") + _v(p, "wrinkle_phase")) * torch.sigmoid((wd - 0.12) * 25) * _exp(uu * -0.5)
-    crow = torch.cos(torch.atan2(v, (u + 1.25).clamp(max=-1e-3)) * 18.0) * torch.sigmoid((u + 1.15) * -10.0)
-    wrinkle = (wr + crow * 0.6) * (0.05 * _v(p, "wrinkles"))
+    cu = u + 1.2
+    crow = torch.cos(torch.atan2(v, cu.clamp(max=-1e-3)) * 16.0) * _exp((cu * cu + v * v) * -4.0) * torch.sigmoid(cu * -12.0)
+    wrinkle = (wr + crow * 0.5) * (0.05 * _v(p, "wrinkles"))
     under = _v(p, "under_dark") * _exp((u - 0.1) ** 2 * -0.8 - (v - 0.6) ** 2 * 5)
     lum = shade * (1 + tex * _v(p, "skin_tex") + wrinkle) * (1 - crease - under - 0.06 * fold)
-    red = t1[:, 1:2] * 0.06
+    red = t1[:, 1:2].clamp(min=0) * 0.05       # blotches of redness, never green
     rgb = p["skin_rgb"].view(B, 3, 1, 1)
     skin = torch.cat([rgb[:, 0:1] * (lum + red * lum), rgb[:, 1:2] * (lum - 0.5 * red * lum), rgb[:, 2:3] * (lum - 0.5 * red * lum)], 1)
     # eyebrow hair (a subset of samples)
@@ -432,8 +434,8 @@ def render_skin(p, z, u, v, up_max, pxu):
         yb = -_v(q, "brow_y") + _v(q, "brow_curve") * bu * bu - _v(q, "brow_slope") * bu
         db = (yb - bv) / _v(q, "brow_w")
         hair = _tex(z["brow"][idx], bu, bv, 2.6, 2.2)
-        strands = 0.5 + 0.5 * torch.sin(bu * _v(q, "brow_freq") + bv * 20 + hair * 2.5)
-        ba = torch.sigmoid(db * 8 + 2) * torch.sigmoid((1.6 - db) * 6) * (0.55 + 0.45 * strands)
+        strands = 0.5 + 0.5 * torch.sin(bu * _v(q, "brow_freq") + bv * 12 + hair * 6.0)
+        ba = torch.sigmoid(db * 6 + 2) * torch.sigmoid((1.6 - db) * 5) * (0.7 + 0.3 * strands)
         ba = ba * _v(q, "brow_dark") * torch.sigmoid((bu + 1.9) * 4)
         sk = skin[idx]
         skin[idx] = sk + ba * (q["skin_rgb"].view(-1, 3, 1, 1) * 0.25 * shade[idx] - sk)
@@ -555,7 +557,7 @@ def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy):
     amb = _v(p, "ambient")
     sc_lum = (amb + (1 - amb) * sdotl) * (1 - _v(p, "sclera_shade") * corner) * (0.55 + 0.45 * nz) * 1.1
     vn = _tex(p["veins_tex"], u, v, 1.2, 0.8)
-    vein = _exp(vn * vn * -36.0) * _v(p, "veins") * (0.3 + corner)
+    vein = _exp(vn * vn * -120.0) * _v(p, "veins") * (0.2 + corner)
     car = _exp(((u - _v(p, "caruncle_x")) ** 2 + (v * 1.6) ** 2) * (-1.0 / _v(p, "caruncle_r") ** 2))
     gd2 = ((u - _v(p, "glint_u")) ** 2 + (v - _v(p, "glint_v")) ** 2) * (1.0 / _v(p, "glint_r") ** 2)
     glint = _exp(-gd2 * gd2) * _v(p, "glint")
