@@ -47,6 +47,7 @@ def test_crop_geometry_matches_face_pipeline():
     mid = (a[:, 3] + a[:, 0]) / 2
     assert abs(dist.mean().item() - 51 / 2.0) < 1.0
     assert 0.02 < dist.std().item() / 25.5 < 0.15          # jittered like landmark noise
+    assert (mid.mean(0) - torch.tensor([25.0, 20.0])).abs().max() < 0.4      # centred on average
     assert (mid - torch.tensor([25.0, 20.0])).abs().mean(0).max() < 2.5
     # the tilt is the roll of the outer -> inner corner line
     tilt = torch.rad2deg(torch.atan2(a[:, 3, 1] - a[:, 0, 1], a[:, 3, 0] - a[:, 0, 0]))

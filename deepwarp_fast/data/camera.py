@@ -54,6 +54,17 @@ def _blockwise(x: torch.Tensor, table: torch.Tensor, scale: torch.Tensor) -> tor
     return out.view(N, C, Hp // 8, Wp // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(N, C, Hp, Wp)[..., :H, :W]
 
 
+def _up2(c: torch.Tensor, dim: int) -> torch.Tensor:
+    """x2 linear upsampling along ``dim`` (pixel centres, edges replicated), like
+    F.interpolate(mode="bilinear", align_corners=False) but cheaper for small images."""
+    n = c.shape[dim]
+    prev = torch.cat([c.narrow(dim, 0, 1), c.narrow(dim, 0, n - 1)], dim)
+    nxt = torch.cat([c.narrow(dim, 1, n - 1), c.narrow(dim, n - 1, 1)], dim)
+    even = 0.75 * c + 0.25 * prev
+    odd = 0.75 * c + 0.25 * nxt
+    return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
+
+
 def jpeg_roundtrip(img: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     """Simulated JPEG compression of img (N, 3, H, W) in [0, 1]; quality (N,) in 1..100
     (images with quality <= 0 are returned unchanged)."""
@@ -70,9 +81,11 @@ def jpeg_roundtrip(img: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     y = _blockwise(y - 128.0, _Q_LUMA, qs) + 128.0
     c = torch.cat([cb, cr], 1)
     Hc, Wc = (H + 1) // 2, (W + 1) // 2
-    cs = F.avg_pool2d(F.pad(c, (0, W % 2, 0, H % 2), mode="replicate"), 2)
+    c = F.pad(c, (0, W % 2, 0, H % 2), mode="replicate")
+    cs = (c[..., 0::2, 0::2] + c[..., 0::2, 1::2] + c[..., 1::2, 0::2] + c[..., 1::2, 1::2]) * 0.25
     cs = _blockwise(cs, _Q_CHROMA, qs)
-    c = F.interpolate(cs, size=(Hc * 2, Wc * 2), mode="bilinear", align_corners=False)[..., :H, :W]
+    c = _up2(_up2(cs, 2), 3)[..., :H, :W]
+    del Hc, Wc
     cb, cr = c[:, 0:1], c[:, 1:2]
     out = torch.cat([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1) / 255.0
     res = img.clone()

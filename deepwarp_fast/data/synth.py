@@ -176,7 +176,7 @@ def sample_params(gen, n, H, W, opts: SynthOptions, g0, g1, tilt) -> Dict[str, t
     # crop: pixels per eye unit (half the corner distance) and the corners' midpoint
     p["scale"] = (W / opts.crop_scale / 2.0) * (1 + _n(gen, n, opts.scale_jitter).clamp(-2.5 * opts.scale_jitter, 2.5 * opts.scale_jitter))
     p["cx"] = (W - 1) / 2 + _n(gen, n, opts.center_jitter * W).clamp(-0.08 * W, 0.08 * W)
-    p["cy"] = (H - 1) / 2 + _n(gen, n, opts.center_jitter * W).clamp(-0.08 * W, 0.08 * W) + 0.02 * H
+    p["cy"] = (H - 1) / 2 + _n(gen, n, opts.center_jitter * W).clamp(-0.08 * W, 0.08 * W)
     # eyeball (eye units): radius, centre, iris and pupil
     p["r_eye"] = _u(gen, n, 0.76, 0.9)
     p["ex"] = _u(gen, n, -0.06, 0.08)
