@@ -1,7 +1,5 @@
 """The procedural eye-pair renderer: contract, determinism, geometry against the pixels,
 SPEC.md sign conventions, the pair's shared content, camera effects, the stream."""
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -153,11 +151,9 @@ def test_lid_anchors_on_the_lid_curves(clean):
     assert (above > 0.7).float().mean() > 0.97 and (below < 0.3).float().mean() > 0.97
     corners = sample_at(op, a[:, [0, 3]])
     assert (corners < 0.5).all()
-    # the opening is widest between the corners: 2 px inside each corner it is already open or thin
-    inward = (a[:, 3] - a[:, 0]) / (a[:, 3] - a[:, 0]).norm(dim=-1, keepdim=True)
+    # between the corners (on their line) the eye is open
     mid = sample_at(op, ((a[:, 0] + a[:, 3]) / 2)[:, None])[:, 0]
     assert (mid > 0.5).float().mean() > 0.9
-    assert inward.shape == (a.shape[0], 2)
 
 
 def test_pair_differs_only_in_the_eye_region(clean):

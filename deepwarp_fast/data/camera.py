@@ -80,12 +80,10 @@ def jpeg_roundtrip(img: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     cr = 0.5 * r - 0.418688 * g - 0.081312 * b
     y = _blockwise(y - 128.0, _Q_LUMA, qs) + 128.0
     c = torch.cat([cb, cr], 1)
-    Hc, Wc = (H + 1) // 2, (W + 1) // 2
     c = F.pad(c, (0, W % 2, 0, H % 2), mode="replicate")
     cs = (c[..., 0::2, 0::2] + c[..., 0::2, 1::2] + c[..., 1::2, 0::2] + c[..., 1::2, 1::2]) * 0.25
     cs = _blockwise(cs, _Q_CHROMA, qs)
     c = _up2(_up2(cs, 2), 3)[..., :H, :W]
-    del Hc, Wc
     cb, cr = c[:, 0:1], c[:, 1:2]
     out = torch.cat([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1) / 255.0
     res = img.clone()

@@ -140,7 +140,9 @@ class EyeRecord:
 
     def __init__(self, path, points: Optional[np.ndarray], gaze: Tuple[float, float], group, tilt: Optional[float] = None):
         self.path = str(path)
-        self.points = points   # (7, 2) frame pixels, SPEC.md order (outer, ..., pupil) or None
+        # (7, 2) frame pixels in SPEC.md order (outer, ..., pupil); loaders that find the
+        # eye themselves (face pipeline) keep the side name ("image_left"/"left", ...) here
+        self.points = points
         self.gaze = (float(gaze[0]), float(gaze[1]))
         self.group = group
         self.tilt = tilt
@@ -294,7 +296,6 @@ def unityeyes_points(meta: dict, image_height: int) -> Tuple[np.ndarray, Tuple[f
     inner = cand[int(np.argmax(np.hypot(*(cand - outer).T)))]
     # split the margin loop into its two chains at the outer corner and the point nearest the inner corner
     inner_i = int(np.argmin(np.hypot(*(margin - inner).T)))
-    n = len(margin)
     a, b = sorted((outer_i, inner_i))
     c1 = margin[a:b + 1]
     c2 = np.concatenate([margin[b:], margin[:a + 1]])
@@ -308,7 +309,6 @@ def unityeyes_points(meta: dict, image_height: int) -> Tuple[np.ndarray, Tuple[f
     up = _chain_at(upper, outer, axis, [1 / 3, 2 / 3])
     lo = _chain_at(lower, outer, axis, [2 / 3, 1 / 3])
     pts = np.concatenate([outer[None], up, inner[None], lo, iris.mean(0)[None]])
-    del n
     return pts, gaze
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Union
+from typing import Dict, Union
 
 import torch
 import torch.nn.functional as F
@@ -536,7 +536,7 @@ def _iris_layer(p, s, ox, oy, hs, ws, pxu):
     return full
 
 
-def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy):
+def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy, layers: bool = False):
     """The gaze-dependent layer at the window's eye-frame positions u, v (B, 1, h, w) for
     both images of each pair (up, lo: (B, 2) lid apex heights). Returns the skin's
     transmittance T (B, 2, h, w) and the premultiplied colour E (B, 3, 2, h, w) of
@@ -603,7 +603,7 @@ def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy):
     torch.mul(la, nlla, out=Wt[:, 7])                   # lashes
     Wt[:, 8] = lla                                      # lower lash line
     E = torch.bmm(p["eye_colours"].transpose(1, 2), Wt.view(B, 9, -1)).view(B, 3, 2, h, w)
-    masks = {"opening": opening, "pupil": pa * opening, "iris": ia * opening}
+    masks = {"opening": opening, "pupil": pa * opening, "iris": ia * opening} if layers else {}
     return T, E, masks
 
 
@@ -636,7 +636,7 @@ def render_batch(p: Dict[str, torch.Tensor], z: Dict[str, torch.Tensor], H: int,
     Yw = oy.view(B, 1, 1, 1).float() + is_.view(1, 1, -1, 1)
     uw, vw = _eye_coords(p, Xw, Yw)
     p["iris_tex"], p["veins_tex"] = z["iris"], z["veins"]
-    T, E, masks = render_eye(p, z, uw, vw, up, lo, (p["scale"] * s).view(B, 1, 1, 1), s, ox, oy)
+    T, E, masks = render_eye(p, z, uw, vw, up, lo, (p["scale"] * s).view(B, 1, 1, 1), s, ox, oy, layers)
     if s > 1:
         T = _pool(T, s)
         E = _pool(E.reshape(B, 3 * 2, hw * s, ww * s), s)
