@@ -93,24 +93,37 @@ def backend_status(name: str, device: "torch.device | str" = "cpu") -> Tuple[boo
     raise ValueError(f"unknown backend {name!r}; expected one of {('auto',) + BACKENDS}")
 
 
-_announced: Dict[str, str] = {}
+_announced: Dict[Tuple[str, Tuple[str, ...]], str] = {}
+
+# The extension fuses whole layers (see deepwarp_fast.accelerate), not single ops.
+_EXT_HINT = "the C++/CUDA extension fuses whole layers: use deepwarp_fast.accelerate(model) for it"
 
 
-def resolve_backend(name: str, device: "torch.device | str") -> str:
-    """Turn a requested backend (possibly "auto") into one that can run on ``device``."""
+def resolve_backend(name: str, device: "torch.device | str", choices: Tuple[str, ...] = BACKENDS, what: str = "") -> str:
+    """Turn a requested backend (possibly "auto") into one that can run on ``device``.
+
+    ``choices`` are the backends that implement the caller (``what``, for messages):
+    "auto" picks the first available of them in speed order; a backend named
+    outside them, or unavailable, raises ``BackendUnavailableError`` saying why.
+    """
     device_type = torch.device(device).type
     if name == "auto":
-        for cand in _AUTO_ORDER.get(device_type, ("reference",)):
+        order = [c for c in _AUTO_ORDER.get(device_type, ("reference",)) if c in choices] or ["reference"]
+        for cand in order:
             ok, _ = backend_status(cand, device_type)
             if ok:
-                if _announced.get(device_type) != cand:
-                    _announced[device_type] = cand
-                    skipped = {c: backend_status(c, device_type)[1] for c in _AUTO_ORDER.get(device_type, ()) if c != cand}
-                    msg = f"deepwarp_fast: backend 'auto' picked {cand!r} for {device_type} tensors"
+                key = (device_type, tuple(choices))
+                if _announced.get(key) != cand:
+                    _announced[key] = cand
+                    skipped = {c: backend_status(c, device_type)[1] for c in order if c != cand}
+                    msg = f"deepwarp_fast: backend 'auto' picked {cand!r} for {device_type} tensors" + (f" in {what}" if what else "")
                     log.info(msg + "; unavailable: %s", skipped)
                     warnings.warn(msg, BackendChoiceWarning, stacklevel=3)
                 return cand
         return "reference"
+    if name in BACKENDS and name not in choices:
+        hint = f": {_EXT_HINT}" if name == "cuda" else ""
+        raise BackendUnavailableError(f"backend {name!r} does not implement {what or 'this op'} (it has {', '.join(choices)}){hint}")
     ok, why = backend_status(name, device_type)
     if not ok:
         raise BackendUnavailableError(f"backend {name!r} is unavailable for {device_type} tensors: {why}")

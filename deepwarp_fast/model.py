@@ -130,7 +130,9 @@ class DeepWarp(nn.Module):
     ``return_intermediates=True`` returns a :class:`DeepWarpOutput` with the coarse
     and fine images that the training losses need. Tensor conventions: SPEC.md.
 
-    backend: "reference" (pure PyTorch, the oracle), "triton", "cuda" or "auto".
+    backend: "reference" (pure PyTorch, the oracle), "triton" or "auto" (the fastest of
+    those two for the tensors' device). The C++/CUDA extension runs through
+    ``deepwarp_fast.accelerate(model)``, which takes this model's weights.
     """
 
     def __init__(self, config: Optional[DeepWarpConfig] = None, backend: str = "reference"):
@@ -154,7 +156,7 @@ class DeepWarp(nn.Module):
         H, W = self.config.height, self.config.width
         eyes = eyes.contiguous()
         embedding = self.angle_embedding(angles.to(eyes.dtype))
-        if ops.resolve_backend(be, eyes.device) == "triton":
+        if ops.resolve_backend(be, eyes.device, "DeepWarp") == "triton":
             # Fused path: the pooled stack is written directly, the fine input stack
             # cat(x, O_c, U_c) is one buffer filled by two kernels, and the fine warp reads
             # the low-resolution F_c and F_r itself: no pixel flow, upsampled flow or sum.

@@ -11,7 +11,14 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-from .backends import resolve_backend
+from .backends import resolve_backend as _resolve
+
+# Backends that implement the single ops below (the extension fuses whole layers instead).
+OP_BACKENDS = ("reference", "triton")
+
+
+def resolve_backend(backend: str, device, what: str = "deepwarp_fast.ops") -> str:
+    return _resolve(backend, device, choices=OP_BACKENDS, what=what)
 
 
 # ----------------------------------------------------------------------------- warp
@@ -63,7 +70,7 @@ def flow_to_pixels(flow_normalized: torch.Tensor) -> torch.Tensor:
 
 def warp(image: torch.Tensor, flow: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """``warp_reference`` semantics (pixel flow) on the chosen backend."""
-    be = resolve_backend(backend, image.device)
+    be = resolve_backend(backend, image.device, "ops.warp")
     if be == "triton":
         from . import kernels
 
@@ -86,7 +93,7 @@ def anchor_maps_reference(anchors: torch.Tensor, H: int, W: int) -> torch.Tensor
 
 
 def anchor_maps(anchors: torch.Tensor, H: int, W: int, backend: str = "auto") -> torch.Tensor:
-    be = resolve_backend(backend, anchors.device)
+    be = resolve_backend(backend, anchors.device, "ops.anchor_maps")
     if be == "triton":
         from . import kernels
 
@@ -110,7 +117,7 @@ def input_maps_reference(eyes: torch.Tensor, anchors: torch.Tensor, embedding: t
 
 
 def input_maps(eyes: torch.Tensor, anchors: torch.Tensor, embedding: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    be = resolve_backend(backend, eyes.device)
+    be = resolve_backend(backend, eyes.device, "ops.input_maps")
     if be == "triton":
         from . import kernels
 
@@ -130,7 +137,7 @@ def lcm_blend_reference(image: torch.Tensor, logits: torch.Tensor) -> torch.Tens
 
 
 def lcm_blend(image: torch.Tensor, logits: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    be = resolve_backend(backend, image.device)
+    be = resolve_backend(backend, image.device, "ops.lcm_blend")
     if be == "triton":
         from . import kernels
 

@@ -72,3 +72,15 @@ def test_unavailable_backend_says_why(monkeypatch):
 
 def test_auto_falls_back_on_cpu():
     assert resolve_backend("auto", "cpu") in ("reference", "cuda")
+
+
+def test_cuda_backend_on_single_ops_points_to_accelerate(gen):
+    from deepwarp_fast import ops
+
+    img, flow = rand(gen, 1, 3, 5, 6), rand(gen, 1, 2, 5, 6)
+    with pytest.raises(BackendUnavailableError, match=r"does not implement ops.warp.*accelerate"):
+        ops.warp(img, flow, backend="cuda")
+    with pytest.raises(BackendUnavailableError, match=r"does not implement DeepWarp.*accelerate"):
+        DeepWarp(CFG, backend="cuda")(*good(gen))
+    # "auto" on single ops never resolves to the extension.
+    assert ops.resolve_backend("auto", "cpu") in ("reference", "triton")
