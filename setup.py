@@ -47,11 +47,13 @@ setup(
     long_description=open(os.path.join(ROOT, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["deepwarp_fast", "deepwarp_fast.*"]) + ["deepwarp_fast.kernels"],
+    packages=find_packages(include=["deepwarp_fast", "deepwarp_fast.*"]) + ["deepwarp_fast.kernels", "deepwarp_fast.csrc"],
     # The Triton kernels live in the top-level kernels/ folder but install as
     # deepwarp_fast.kernels, never as a generic top-level `kernels` package.
-    package_dir={"deepwarp_fast.kernels": "kernels"},
-    package_data={"deepwarp_fast": ["assets/*", "weights/*.safetensors", "csrc/*"]},
+    # csrc/ ships inside the package too, so that the JIT route (DEEPWARP_JIT=1) can build
+    # the extension from a wheel install.
+    package_dir={"deepwarp_fast.kernels": "kernels", "deepwarp_fast.csrc": "csrc"},
+    package_data={"deepwarp_fast": ["assets/*", "weights/*.safetensors"], "deepwarp_fast.csrc": ["*.cpp", "*.cu", "*.h"]},
     include_package_data=False,
     install_requires=[
         "torch>=2.4",
