@@ -52,6 +52,14 @@ def collect() -> Dict[str, Any]:
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
             info["cuda devices"].append(f"{i}: {p.name}, sm_{p.major}{p.minor}, {p.total_memory / 2**30:.0f} GiB")
+    from . import _ext
+
+    ext, why = _ext.load(jit=False)
+    if ext is None:
+        info["extension"] = f"not loaded: {why}"
+    else:
+        kinds = "CPU ops and CUDA kernels" if ext.has_cuda() else "CPU ops only (built without CUDA kernels)"
+        info["extension"] = f"{kinds} ({getattr(ext, '__file__', 'deepwarp_fast._C')})"
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     info["backends"] = {dev: available_backends(dev) for dev in devices}
     return info
