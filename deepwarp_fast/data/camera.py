@@ -45,13 +45,24 @@ def _blockwise(x: torch.Tensor, table: torch.Tensor, scale: torch.Tensor) -> tor
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     Hp, Wp = x.shape[-2:]
-    D = _dct_matrix(x.device)
-    K = torch.kron(D, D)                                                  # (64, 64)
+    K = _kron_dct(x.device)                                               # (64, 64)
     blocks = x.view(N, C, Hp // 8, 8, Wp // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(N, -1, 64)
     q = (table.to(x.device).reshape(1, 1, 64) * scale.view(N, 1, 1)).clamp(min=1.0)
-    coef = torch.round(torch.matmul(blocks, K.t()) / q) * q
+    coef = torch.matmul(blocks, K.t())
+    coef = torch.round(coef.mul_(q.reciprocal())).mul_(q)
     out = torch.matmul(coef, K)
     return out.view(N, C, Hp // 8, Wp // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(N, C, Hp, Wp)[..., :H, :W]
+
+
+_KRON = {}
+
+
+def _kron_dct(device) -> torch.Tensor:
+    key = str(device)
+    if key not in _KRON:
+        D = _dct_matrix(device)
+        _KRON[key] = torch.kron(D, D).contiguous()
+    return _KRON[key]
 
 
 def _up2(c: torch.Tensor, dim: int) -> torch.Tensor:
@@ -60,80 +71,79 @@ def _up2(c: torch.Tensor, dim: int) -> torch.Tensor:
     n = c.shape[dim]
     prev = torch.cat([c.narrow(dim, 0, 1), c.narrow(dim, 0, n - 1)], dim)
     nxt = torch.cat([c.narrow(dim, 1, n - 1), c.narrow(dim, n - 1, 1)], dim)
-    even = 0.75 * c + 0.25 * prev
-    odd = 0.75 * c + 0.25 * nxt
-    return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
+    c = c * 0.75
+    return torch.stack([c.add(prev, alpha=0.25), c.add_(nxt, alpha=0.25)], dim + 1).flatten(dim, dim + 1)
+
+
+# RGB (0..255) <-> YCbCr (JFIF), Y not yet centred
+_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_FROM_YCC = torch.tensor([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])
 
 
 def jpeg_roundtrip(img: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     """Simulated JPEG compression of img (N, 3, H, W) in [0, 1]; quality (N,) in 1..100
     (images with quality <= 0 are returned unchanged)."""
     N, _, H, W = img.shape
-    on = quality > 0
-    if not bool(on.any()):
+    idx = (quality > 0).nonzero().flatten()
+    if idx.numel() == 0:
         return img
-    x = img[on] * 255.0
-    qs = _quality_scale(quality[on].float())
-    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    cb = -0.168736 * r - 0.331264 * g + 0.5 * b
-    cr = 0.5 * r - 0.418688 * g - 0.081312 * b
-    y = _blockwise(y - 128.0, _Q_LUMA, qs) + 128.0
-    c = torch.cat([cb, cr], 1)
-    c = F.pad(c, (0, W % 2, 0, H % 2), mode="replicate")
+    part = idx.numel() < N
+    x = img.index_select(0, idx) if part else img
+    n = x.shape[0]
+    qs = _quality_scale(quality.index_select(0, idx).float() if part else quality.float())
+    # colour conversion as one (3 x 3) matrix product, with the 255 scale folded in
+    ycc = torch.matmul(_TO_YCC.to(x.device) * 255.0, x.reshape(n, 3, H * W)).view(n, 3, H, W)
+    y = _blockwise(ycc[:, 0:1] - 128.0, _Q_LUMA, qs)
+    c = ycc[:, 1:3]
+    if H % 2 or W % 2:
+        c = F.pad(c, (0, W % 2, 0, H % 2), mode="replicate")
     cs = (c[..., 0::2, 0::2] + c[..., 0::2, 1::2] + c[..., 1::2, 0::2] + c[..., 1::2, 1::2]) * 0.25
     cs = _blockwise(cs, _Q_CHROMA, qs)
     c = _up2(_up2(cs, 2), 3)[..., :H, :W]
-    cb, cr = c[:, 0:1], c[:, 1:2]
-    out = torch.cat([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1) / 255.0
-    res = img.clone()
-    res[on] = out.clamp(0, 1)
-    return res
-
-
-def _blur_matrices(k: torch.Tensor, n: int) -> torch.Tensor:
-    """(N, n, n) matrices that filter a length-n signal with the per-image kernels k (N, K)
-    (border replicate): out = M @ signal."""
-    K = k.shape[1]
-    r = K // 2
-    i = torch.arange(n, device=k.device)
-    j = (i.view(-1, 1) + torch.arange(-r, r + 1, device=k.device).view(1, -1)).clamp(0, n - 1)   # (n, K)
-    S = torch.zeros(K, n, n, device=k.device, dtype=k.dtype)
-    S.index_put_((torch.arange(K, device=k.device).view(1, K).expand(n, K), i.view(-1, 1).expand(n, K), j),
-                 torch.ones(n, K, device=k.device, dtype=k.dtype), accumulate=True)
-    return torch.einsum("nk,kij->nij", k, S)
+    ycc = torch.cat([y.add_(128.0), c], 1)
+    out = torch.matmul(_FROM_YCC.to(x.device) * (1.0 / 255.0), ycc.reshape(n, 3, H * W)).view(n, 3, H, W).clamp_(0, 1)
+    if not part:
+        return out
+    return img.index_copy(0, idx, out)
 
 
 def gaussian_blur(img: torch.Tensor, sigma: torch.Tensor, radius: int = 2) -> torch.Tensor:
     """Separable Gaussian blur with a per-image sigma (N,) in pixels (~0 = unchanged),
-    border replicate; two batched matrix products (faster than grouped convs here)."""
+    border replicate; two depthwise convolutions (one group per image and channel)."""
     N, C, H, W = img.shape
     x = torch.arange(-radius, radius + 1, device=img.device, dtype=img.dtype).view(1, -1)
     s = sigma.to(img.dtype).clamp(min=1e-3).view(-1, 1)
-    k = torch.exp(-0.5 * (x / s) ** 2)
-    k = k / k.sum(1, keepdim=True)
-    Mw = _blur_matrices(k, W)                                            # (N, W, W)
-    Mh = _blur_matrices(k, H)                                            # (N, H, H)
-    out = torch.matmul(img.reshape(N, C * H, W), Mw.transpose(1, 2)).view(N, C, H, W)
-    return torch.matmul(Mh.unsqueeze(1), out)
+    k = torch.exp((x / s).square_().mul_(-0.5).clamp_(min=-60.0))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(C, 0)              # (N*C, K)
+    xp = F.pad(img.reshape(1, N * C, H, W), (radius, radius, radius, radius), mode="replicate")
+    out = F.conv2d(xp, k.view(N * C, 1, 1, -1), groups=N * C)
+    out = F.conv2d(out, k.view(N * C, 1, -1, 1), groups=N * C)
+    return out.view(N, C, H, W)
 
 
 def apply_camera(img: torch.Tensor, p: Dict[str, torch.Tensor], noise: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Exposure, saturation, blur, sensor noise, JPEG, in that order. ``p`` holds (N,)
     tensors exposure, saturation, blur (sigma), noise (std), jpeg_q (0 = none); ``noise``
-    is a standard-normal tensor like img (so a pair can share one)."""
-    N = img.shape[0]
-    img = img * p["exposure"].view(N, 1, 1, 1)
-    grey = img.mean(1, keepdim=True)
-    img = grey + p["saturation"].view(N, 1, 1, 1) * (img - grey)
-    img = img.clamp(0, 1)
-    on = p["blur"] > 0.2
-    if bool(on.any()):
-        img = img.clone()
-        img[on] = gaussian_blur(img[on], p["blur"][on])
+    is a standard-normal tensor like img (so a pair can share one).
+
+    Exposure and saturation are one (3 x 3) colour matrix per image; images with a blur
+    sigma <= 0.2 px are not blurred."""
+    N, C, H, W = img.shape
+    e = p["exposure"].to(img.dtype).view(N, 1, 1)
+    s = p["saturation"].to(img.dtype).view(N, 1, 1)
+    eye = torch.eye(3, device=img.device, dtype=img.dtype)
+    M = e * (s * eye + (1 - s) / 3.0)                                     # grey + s * (img - grey), times exposure
+    img = torch.matmul(M, img.reshape(N, 3, H * W)).view(N, 3, H, W).clamp_(0, 1)
+    sig = p["blur"]
+    on = sig > 0.2
+    if bool(on.all()):
+        img = gaussian_blur(img, sig)
+    elif bool(on.any()):
+        idx = on.nonzero().flatten()
+        img = img.index_copy(0, idx, gaussian_blur(img.index_select(0, idx), sig.index_select(0, idx)))
     if noise is not None:
         # signal-dependent noise: shot noise grows with the intensity
-        img = img + noise * p["noise"].view(N, 1, 1, 1) * (0.5 + img.sqrt())
-    img = img.clamp(0, 1)
+        img = torch.addcmul(img, noise * p["noise"].to(img.dtype).view(N, 1, 1, 1), img.sqrt().add_(0.5))
+    img = img.clamp_(0, 1)
     img = jpeg_roundtrip(img, p["jpeg_q"])
-    return img.clamp(0, 1)
+    return img.clamp_(0, 1)
