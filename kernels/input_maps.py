@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from ._common import check_device, check_float, pick_block
+from ._common import check_bchw, check_device, check_float, grid_1d, or_placeholder, pick_block, program_pixels
 from .warp import normalized_scale, warp_bwd, warp_fwd
 
 
@@ -38,12 +38,7 @@ def _input_maps_fwd_kernel(
     POOL: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < N
-    x = offs % Wo
-    t = offs // Wo
-    y = t % Ho
-    b = t // Ho
+    x, y, b, m = program_pixels(N, Ho, Wo, BLOCK)
     out = out_ptr + b * out_sb + y * out_sh + x * out_sw
     for c in tl.static_range(C_EYES):
         e = eyes_ptr + b * ey_sb + c * ey_sc
@@ -124,13 +119,11 @@ def input_maps_fwd(eyes, anchors, embedding, out=None, pool: int = 1, block: Opt
     if out is None:
         dtype = eyes.dtype if eyes is not None else anchors.dtype
         out = torch.empty(B, C_EYES + 2 * K + D, Ho, Wo, device=anchors.device, dtype=dtype)
-    ey = eyes if eyes is not None else anchors
-    eys = eyes.stride() if eyes is not None else (0, 0, 0, 0)
-    em = embedding if embedding is not None else anchors
-    ems = embedding.stride() if embedding is not None else (0, 0)
+    ey, eys = or_placeholder(eyes, anchors, 4)
+    em, ems = or_placeholder(embedding, anchors, 2)
     N = B * Ho * Wo
-    BLOCK = pick_block(N, 256, block)
-    _input_maps_fwd_kernel[(triton.cdiv(N, BLOCK),)](
+    grid, BLOCK = grid_1d(N, 256, block)
+    _input_maps_fwd_kernel[grid](
         ey, anchors, em, out, N, Ho, Wo,
         *eys, *anchors.stride(), *ems, *out.stride(),
         C_EYES=C_EYES, K=K, D=D, POOL=pool, BLOCK=BLOCK,
@@ -158,8 +151,7 @@ def _eyes_grad(grad_eyes_maps: torch.Tensor, eyes: torch.Tensor, pool: int) -> t
 
 
 def _check_stack_args(eyes, anchors, embedding):
-    if not isinstance(eyes, torch.Tensor) or eyes.dim() != 4:
-        raise ValueError(f"eyes must have shape (B, C, H, W), got {getattr(eyes, 'shape', type(eyes).__name__)}")
+    check_bchw("eyes", eyes)
     B = eyes.shape[0]
     if not isinstance(anchors, torch.Tensor) or anchors.dim() != 3 or anchors.shape[0] != B or anchors.shape[2] != 2:
         raise ValueError(f"anchors must have shape ({B}, K, 2) to match eyes, got {getattr(anchors, 'shape', None)}")

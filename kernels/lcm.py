@@ -11,7 +11,16 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_device, check_float, check_numel, pick_block
+from ._common import check_bchw, check_device, check_float, check_numel, grid_1d, load_pair, program_pixels
+
+
+@triton.jit
+def _softmax2(l0, l1):
+    """The blend weights (w0, w1) = softmax(l0, l1), shifted by the larger logit so exp cannot overflow."""
+    top = tl.maximum(l0, l1)
+    e0 = tl.exp(l0 - top)
+    e1 = tl.exp(l1 - top)
+    return e0 / (e0 + e1), e1 / (e0 + e1)
 
 
 @triton.jit
@@ -25,20 +34,9 @@ def _lcm_blend_fwd_kernel(
     out_sb, out_sc, out_sh, out_sw,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < N
-    x = offs % W
-    t = offs // W
-    y = t % H
-    b = t // H
-    lg = logits_ptr + b * lg_sb + y * lg_sh + x * lg_sw
-    l0 = tl.load(lg, mask=m, other=0.0).to(tl.float32)
-    l1 = tl.load(lg + lg_sc, mask=m, other=0.0).to(tl.float32)
-    top = tl.maximum(l0, l1)
-    e0 = tl.exp(l0 - top)
-    e1 = tl.exp(l1 - top)
-    w0 = e0 / (e0 + e1)
-    w1 = e1 / (e0 + e1)
+    x, y, b, m = program_pixels(N, H, W, BLOCK)
+    l0, l1 = load_pair(logits_ptr, b, y, x, lg_sb, lg_sc, lg_sh, lg_sw, m)
+    w0, w1 = _softmax2(l0, l1)
     img = image_ptr + b * im_sb + y * im_sh + x * im_sw
     out = out_ptr + b * out_sb + y * out_sh + x * out_sw
     for c in range(C):
@@ -64,20 +62,9 @@ def _lcm_blend_bwd_kernel(
     IMAGE_GRAD: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < N
-    x = offs % W
-    t = offs // W
-    y = t % H
-    b = t // H
-    lg = logits_ptr + b * lg_sb + y * lg_sh + x * lg_sw
-    l0 = tl.load(lg, mask=m, other=0.0).to(tl.float32)
-    l1 = tl.load(lg + lg_sc, mask=m, other=0.0).to(tl.float32)
-    top = tl.maximum(l0, l1)
-    e0 = tl.exp(l0 - top)
-    e1 = tl.exp(l1 - top)
-    w0 = e0 / (e0 + e1)
-    w1 = e1 / (e0 + e1)
+    x, y, b, m = program_pixels(N, H, W, BLOCK)
+    l0, l1 = load_pair(logits_ptr, b, y, x, lg_sb, lg_sc, lg_sh, lg_sw, m)
+    w0, w1 = _softmax2(l0, l1)
     img = image_ptr + b * im_sb + y * im_sh + x * im_sw
     go = grad_out_ptr + b * go_sb + y * go_sh + x * go_sw
     gw0 = tl.zeros([BLOCK], dtype=tl.float32)
@@ -99,8 +86,8 @@ def lcm_blend_fwd(image, logits, block: Optional[int] = None):
     B, C, H, W = image.shape
     out = torch.empty_like(image, memory_format=torch.contiguous_format)
     N = B * H * W
-    BLOCK = pick_block(N, 512, block)
-    _lcm_blend_fwd_kernel[(triton.cdiv(N, BLOCK),)](
+    grid, BLOCK = grid_1d(N, 512, block)
+    _lcm_blend_fwd_kernel[grid](
         image, logits, out, N, C, H, W, *image.stride(), *logits.stride(), *out.stride(), BLOCK=BLOCK
     )
     return out
@@ -112,8 +99,8 @@ def lcm_blend_bwd(grad_out, image, logits, need_image_grad: bool, block: Optiona
     grad_logits = torch.empty(B, 2, H, W, device=image.device, dtype=logits.dtype)
     grad_image = torch.empty(B, C, H, W, device=image.device, dtype=image.dtype) if need_image_grad else None
     N = B * H * W
-    BLOCK = pick_block(N, 512, block)
-    _lcm_blend_bwd_kernel[(triton.cdiv(N, BLOCK),)](
+    grid, BLOCK = grid_1d(N, 512, block)
+    _lcm_blend_bwd_kernel[grid](
         image, logits, grad_out, grad_image if need_image_grad else grad_logits, grad_logits,
         N, C, H, W, *image.stride(), *logits.stride(), *grad_out.stride(),
         IMAGE_GRAD=need_image_grad, BLOCK=BLOCK,
@@ -137,8 +124,7 @@ class LcmBlendFunction(torch.autograd.Function):
 
 def lcm_blend(image: torch.Tensor, logits: torch.Tensor, block: Optional[int] = None) -> torch.Tensor:
     """``ops.lcm_blend_reference`` on Triton: image (B, C, H, W), logits (B, 2, H, W)."""
-    if not isinstance(image, torch.Tensor) or image.dim() != 4:
-        raise ValueError(f"image must have shape (B, C, H, W), got {getattr(image, 'shape', None)}")
+    check_bchw("image", image)
     B, C, H, W = image.shape
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (B, 2, H, W):
         raise ValueError(f"logits must have shape ({B}, 2, {H}, {W}) to match image, got {getattr(logits, 'shape', None)}")

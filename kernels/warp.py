@@ -20,7 +20,20 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_device, check_float, check_numel, nearest_tables, pick_block
+from ._common import (
+    bilinear_rows,
+    bilinear_taps,
+    check_bchw,
+    check_device,
+    check_float,
+    check_numel,
+    corner_offsets,
+    grid_1d,
+    load_pair,
+    nearest_tables,
+    or_placeholder,
+    program_pixels,
+)
 
 
 @triton.jit
@@ -43,49 +56,24 @@ def _warp_fwd_kernel(
     WRITE_UP: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < N
-    x = offs % W
-    t = offs // W
-    y = t % H
-    b = t // H
+    x, y, b, m = program_pixels(N, H, W, BLOCK)
     ry = tl.load(row_src_ptr + y, mask=m, other=0)
     rx = tl.load(col_src_ptr + x, mask=m, other=0)
-    f = flow_ptr + b * fl_sb + ry * fl_sh + rx * fl_sw
-    u = tl.load(f, mask=m, other=0.0).to(tl.float32)
-    v = tl.load(f + fl_sc, mask=m, other=0.0).to(tl.float32)
+    u, v = load_pair(flow_ptr, b, ry, rx, fl_sb, fl_sc, fl_sh, fl_sw, m)
     if WRITE_UP:
         up = up_ptr + b * up_sb + y * up_sh + x * up_sw
         tl.store(up, u.to(up_ptr.dtype.element_ty), mask=m)
         tl.store(up + up_sc, v.to(up_ptr.dtype.element_ty), mask=m)
     if HAS_RESID:
-        r = resid_ptr + b * rs_sb + y * rs_sh + x * rs_sw
-        u = u + tl.load(r, mask=m, other=0.0).to(tl.float32)
-        v = v + tl.load(r + rs_sc, mask=m, other=0.0).to(tl.float32)
-    cx = x.to(tl.float32) + u * scale_x
-    cy = y.to(tl.float32) + v * scale_y
-    cx = tl.minimum(tl.maximum(cx, 0.0), W - 1.0)
-    cy = tl.minimum(tl.maximum(cy, 0.0), H - 1.0)
-    # cx >= 0, so truncation is floor.
-    x0 = cx.to(tl.int32)
-    y0 = cy.to(tl.int32)
-    fx = cx - x0.to(tl.float32)
-    fy = cy - y0.to(tl.float32)
-    x1 = tl.minimum(x0 + 1, W - 1)
-    y1 = tl.minimum(y0 + 1, H - 1)
-    o00 = y0 * im_sh + x0 * im_sw
-    o01 = y0 * im_sh + x1 * im_sw
-    o10 = y1 * im_sh + x0 * im_sw
-    o11 = y1 * im_sh + x1 * im_sw
+        ru, rv = load_pair(resid_ptr, b, y, x, rs_sb, rs_sc, rs_sh, rs_sw, m)
+        u = u + ru
+        v = v + rv
+    _, _, x0, y0, x1, y1, fx, fy = bilinear_taps(x, y, u, v, scale_x, scale_y, H, W)
+    o00, o01, o10, o11 = corner_offsets(x0, y0, x1, y1, im_sh, im_sw)
     img = image_ptr + b * im_sb
     out = out_ptr + b * out_sb + y * out_sh + x * out_sw
     for c in range(C):
-        i00 = tl.load(img + o00, mask=m, other=0.0).to(tl.float32)
-        i01 = tl.load(img + o01, mask=m, other=0.0).to(tl.float32)
-        i10 = tl.load(img + o10, mask=m, other=0.0).to(tl.float32)
-        i11 = tl.load(img + o11, mask=m, other=0.0).to(tl.float32)
-        top = i00 * (1.0 - fx) + i01 * fx
-        bottom = i10 * (1.0 - fx) + i11 * fx
+        _, _, _, _, top, bottom = bilinear_rows(img, o00, o01, o10, o11, fx, m)
         o = top * (1.0 - fy) + bottom * fy
         tl.store(out + c * out_sc, o.to(out_ptr.dtype.element_ty), mask=m)
         img += im_sc
@@ -132,15 +120,8 @@ def _warp_bwd_kernel(
     KW: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < N
-    j = offs % w
-    t = offs // w
-    i = t % h
-    b = t // h
-    f = flow_ptr + b * fl_sb + i * fl_sh + j * fl_sw
-    u_lo = tl.load(f, mask=m, other=0.0).to(tl.float32)
-    v_lo = tl.load(f + fl_sc, mask=m, other=0.0).to(tl.float32)
+    j, i, b, m = program_pixels(N, h, w, BLOCK)
+    u_lo, v_lo = load_pair(flow_ptr, b, i, j, fl_sb, fl_sc, fl_sh, fl_sw, m)
     y_begin = tl.load(row_start_ptr + i, mask=m, other=0)
     y_end = tl.load(row_start_ptr + i + 1, mask=m, other=0)
     x_begin = tl.load(col_start_ptr + j, mask=m, other=0)
@@ -157,35 +138,17 @@ def _warp_bwd_kernel(
             u = u_lo
             v = v_lo
             if HAS_RESID:
-                r = resid_ptr + b * rs_sb + y * rs_sh + x * rs_sw
-                u = u + tl.load(r, mask=mm, other=0.0).to(tl.float32)
-                v = v + tl.load(r + rs_sc, mask=mm, other=0.0).to(tl.float32)
-            cx_raw = x.to(tl.float32) + u * scale_x
-            cy_raw = y.to(tl.float32) + v * scale_y
-            cx = tl.minimum(tl.maximum(cx_raw, 0.0), W - 1.0)
-            cy = tl.minimum(tl.maximum(cy_raw, 0.0), H - 1.0)
-            x0 = cx.to(tl.int32)
-            y0 = cy.to(tl.int32)
-            fx = cx - x0.to(tl.float32)
-            fy = cy - y0.to(tl.float32)
-            x1 = tl.minimum(x0 + 1, W - 1)
-            y1 = tl.minimum(y0 + 1, H - 1)
-            o00 = y0 * im_sh + x0 * im_sw
-            o01 = y0 * im_sh + x1 * im_sw
-            o10 = y1 * im_sh + x0 * im_sw
-            o11 = y1 * im_sh + x1 * im_sw
+                ru, rv = load_pair(resid_ptr, b, y, x, rs_sb, rs_sc, rs_sh, rs_sw, mm)
+                u = u + ru
+                v = v + rv
+            cx_raw, cy_raw, x0, y0, x1, y1, fx, fy = bilinear_taps(x, y, u, v, scale_x, scale_y, H, W)
+            o00, o01, o10, o11 = corner_offsets(x0, y0, x1, y1, im_sh, im_sw)
             go = grad_out_ptr + b * go_sb + y * go_sh + x * go_sw
             g_x = tl.zeros([BLOCK], dtype=tl.float32)
             g_y = tl.zeros([BLOCK], dtype=tl.float32)
             for c in range(C):
                 g = tl.load(go + c * go_sc, mask=mm, other=0.0).to(tl.float32)
-                ic = img + c * im_sc
-                i00 = tl.load(ic + o00, mask=mm, other=0.0).to(tl.float32)
-                i01 = tl.load(ic + o01, mask=mm, other=0.0).to(tl.float32)
-                i10 = tl.load(ic + o10, mask=mm, other=0.0).to(tl.float32)
-                i11 = tl.load(ic + o11, mask=mm, other=0.0).to(tl.float32)
-                top = i00 * (1.0 - fx) + i01 * fx
-                bottom = i10 * (1.0 - fx) + i11 * fx
+                i00, i01, i10, i11, top, bottom = bilinear_rows(img + c * im_sc, o00, o01, o10, o11, fx, mm)
                 g_x += g * ((1.0 - fy) * (i01 - i00) + fy * (i11 - i10))
                 g_y += g * (bottom - top)
                 if IMAGE_GRAD:
@@ -201,9 +164,9 @@ def _warp_bwd_kernel(
                 tl.store(gr, g_x, mask=mm)
                 tl.store(gr + H * W, g_y, mask=mm)
             if HAS_GRAD_UP:
-                gu = grad_up_ptr + b * gu_sb + y * gu_sh + x * gu_sw
-                g_x += tl.load(gu, mask=mm, other=0.0).to(tl.float32)
-                g_y += tl.load(gu + gu_sc, mask=mm, other=0.0).to(tl.float32)
+                gu_x, gu_y = load_pair(grad_up_ptr, b, y, x, gu_sb, gu_sc, gu_sh, gu_sw, mm)
+                g_x += gu_x
+                g_y += gu_y
             acc_u += tl.where(mm, g_x, 0.0)
             acc_v += tl.where(mm, g_y, 0.0)
     gf = grad_flow_ptr + b * (2 * h * w) + i * w + j
@@ -222,8 +185,7 @@ def _check_flow(name: str, flow: torch.Tensor, image: torch.Tensor, full_size: b
 
 
 def _check_image(image: torch.Tensor) -> None:
-    if not isinstance(image, torch.Tensor) or image.dim() != 4:
-        raise ValueError(f"image must have shape (B, C, H, W), got {getattr(image, 'shape', type(image).__name__)}")
+    check_bchw("image", image)
     check_float("image", image)
     check_numel("image", image)
 
@@ -248,13 +210,11 @@ def warp_fwd(
         out = torch.empty_like(image, memory_format=torch.contiguous_format)
     row_src, _, _ = nearest_tables(h, H, image.device)
     col_src, _, _ = nearest_tables(w, W, image.device)
-    r = resid if resid is not None else flow
-    rs = resid.stride() if resid is not None else (0, 0, 0, 0)
-    up = up_out if up_out is not None else out
-    us = up_out.stride() if up_out is not None else (0, 0, 0, 0)
+    r, rs = or_placeholder(resid, flow, 4)
+    up, us = or_placeholder(up_out, out, 4)
     N = B * H * W
-    BLOCK = pick_block(N, 256, block)
-    _warp_fwd_kernel[(triton.cdiv(N, BLOCK),)](
+    grid, BLOCK = grid_1d(N, 256, block)
+    _warp_fwd_kernel[grid](
         image, flow, r, row_src, col_src, out, up,
         N, C, H, W, float(scale[0]), float(scale[1]),
         *image.stride(), *flow.stride(), *rs, *out.stride(), *us,
@@ -286,13 +246,11 @@ def warp_bwd(
     grad_flow = torch.empty(B, 2, h, w, device=dev, dtype=torch.float32)
     grad_resid = torch.empty(B, 2, H, W, device=dev, dtype=torch.float32) if resid is not None else None
     grad_image = torch.zeros(B, C, H, W, device=dev, dtype=torch.float32) if need_image_grad else None
-    r = resid if resid is not None else flow
-    rs = resid.stride() if resid is not None else (0, 0, 0, 0)
-    gu = grad_up if grad_up is not None else grad_out
-    gus = grad_up.stride() if grad_up is not None else (0, 0, 0, 0)
+    r, rs = or_placeholder(resid, flow, 4)
+    gu, gus = or_placeholder(grad_up, grad_out, 4)
     N = B * h * w
-    BLOCK = pick_block(N, 128, block)
-    _warp_bwd_kernel[(triton.cdiv(N, BLOCK),)](
+    grid, BLOCK = grid_1d(N, 128, block)
+    _warp_bwd_kernel[grid](
         image, flow, r, grad_out, gu, row_start, col_start,
         grad_flow, grad_resid if grad_resid is not None else grad_flow, grad_image if grad_image is not None else grad_flow,
         N, C, H, W, h, w, float(scale[0]), float(scale[1]),
