@@ -472,10 +472,11 @@ def _window(p, up, lo, H, W):
 
 
 def _iris_layer(p, s, ox, oy, hs, ws, pxu):
-    """Iris and pupil of both images of each pair, rendered only in a square around each
-    iris and pasted into the window (B, 2, hs, ws). Returns (pa, ia, ia * ilum, ia * inner)
-    as (B, 2, 4, hs * ws): pupil alpha, iris alpha, iris luminance and the warmer ring
-    around the pupil (premultiplied by the iris alpha).
+    """Iris and pupil of both images of each pair, rendered only in an (n x n) square
+    around each iris of the window (B, 2, hs, ws). Returns (pa, ia, ilum, inner) as
+    (B, 2, n * n) tensors: pupil alpha, iris alpha, iris luminance and the warmer ring
+    around the pupil (the last two premultiplied by the iris alpha), and the squares'
+    flat window indices idx (B, 2, n * n).
 
     The iris and pupil are discs in the plane at r*cos(a) along the gaze, seen through
     the cornea: orthographic rays are intersected with that plane, so they project as
@@ -510,30 +511,26 @@ def _iris_layer(p, s, ox, oy, hs, ws, pxu):
     b2x, b2y, b2z = gy * b1z, gz * b1x - gx * b1z, -gy * b1x
     qa = du * b1x + zp * b1z
     qb = du * b2x + dv * b2y + zp * b2z
-    qr = (qa * qa + qb * qb).sqrt() * (1.0 / ri)                     # 1 at the limbus
+    qr = torch.hypot(qa, qb).mul_(1.0 / ri)                         # 1 at the limbus
     theta = torch.atan2(qb, qa)
-    grid = torch.stack([theta * (1 / math.pi), qr.clamp(max=1.2) * (2 / 1.2) - 1], -1)
+    grid = torch.stack([theta.mul_(1 / math.pi), qr.clamp(max=1.2).mul_(2 / 1.2).sub_(1)], -1)
     iz = torch.cat([p["iris_tex"], p["iris_tex"][..., :1]], -1)
     it = F.grid_sample(iz, grid.view(B, 2 * n, n, 2), mode="bilinear", padding_mode="border", align_corners=True)
     it = it.view(B, 2, 2, n, n)
     fib, hue = it[:, 0], it[:, 1]
     pf = _v(p, "pupil_frac")
-    radial = ((qr - pf) * (1.0 / (1 - pf))).clamp(0, 1)
-    inner = _exp(radial * radial * (-1 / 0.35 ** 2)) * _v(p, "iris_inner")
-    limbal = 1 - _v(p, "limbus") * ((qr - 0.78) * (1 / 0.22)).clamp(0, 1) ** 1.5
-    nl = (du * _v(p, "lx") + dv * _v(p, "ly")) * (1.0 / r) + _v(p, "lz") * 0.8
-    ilum = _v(p, "iris_bright") * (1 + 0.28 * fib + 0.12 * hue) * limbal * (0.8 + 0.2 * nl.clamp(0, 1))
+    radial = ((qr - pf) * (1.0 / (1 - pf))).clamp_(0, 1)
+    inner = _exp(radial.square_().mul_(-1 / 0.35 ** 2)).mul_(_v(p, "iris_inner"))
+    limbal = 1 - _v(p, "limbus") * ((qr - 0.78) * (1 / 0.22)).clamp_(0, 1) ** 1.5
+    nl = (du * _v(p, "lx") + dv * _v(p, "ly")).mul_(1.0 / r).add_(_v(p, "lz") * 0.8)
+    ilum = (fib * 0.28 + hue * 0.12 + 1).mul_(_v(p, "iris_bright")).mul_(limbal).mul_(nl.clamp_(0, 1).mul_(0.2).add_(0.8))
     front = (gz > 0.05).float()
     rpx = ri * pxu
-    sub = torch.empty(B, 2, 4, n, n, device=device)
-    torch.mul(_sm((pf - qr) * rpx), front, out=sub[:, :, 0])
-    torch.mul(_sm((1 - qr) * rpx), front, out=sub[:, :, 1])
-    torch.mul(sub[:, :, 1], ilum, out=sub[:, :, 2])
-    torch.mul(sub[:, :, 1], inner, out=sub[:, :, 3])
-    full = torch.zeros(B, 2, 4, hs * ws, device=device)
+    pa = _sm((pf - qr) * rpx).mul_(front)
+    ia = _sm((1 - qr) * rpx).mul_(front)
     idx = (sy0.view(B, 2, 1, 1) + ar.long().view(1, 1, n, 1)) * ws + sx0.view(B, 2, 1, 1) + ar.long().view(1, 1, 1, n)
-    full.scatter_(3, idx.view(B, 2, 1, n * n).expand(B, 2, 4, n * n), sub.view(B, 2, 4, n * n))
-    return full
+    m = n * n
+    return pa.view(B, 2, m), ia.view(B, 2, m), ilum.mul_(ia).view(B, 2, m), inner.mul_(ia).view(B, 2, m), idx.view(B, 2, m)
 
 
 def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy, layers: bool = False):
@@ -541,69 +538,91 @@ def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy, layers: bool = False):
     both images of each pair (up, lo: (B, 2) lid apex heights). Returns the skin's
     transmittance T (B, 2, h, w) and the premultiplied colour E (B, 3, 2, h, w) of
     everything in front of it (eyeball, lids' shadow, lashes), so that
-    image = skin * T + E; and masks (B, 2, h, w)."""
+    image = skin * T + E; and masks (B, 2, h, w).
+
+    The window is composited without the iris (sclera everywhere behind the lids); the
+    iris and pupil are then added as a correction inside the small squares that hold them."""
     B = u.shape[0]
     h, w = u.shape[-2:]
     r = _v(p, "r_eye")
-    du, dv = u - _v(p, "ex"), v - _v(p, "ey")
-    # shared by the pair: the eyeball sphere's shading, corner darkening, veins, caruncle, glint
+    # shared by the pair (B, 1, h, w): the eyeball sphere's shading, corner darkening,
+    # veins, caruncle, glint, the lid profiles, lash density
     ir = 1.0 / r
-    nx, ny = du * ir, dv * ir
-    nz = (1 - nx * nx - ny * ny).clamp(min=0.02).sqrt()
+    nx, ny = (u - _v(p, "ex")).mul_(ir), (v - _v(p, "ey")).mul_(ir)
     lx, ly, lz = _v(p, "lx"), _v(p, "ly"), _v(p, "lz")
-    sdotl = (nx * lx + ny * ly + nz * lz).clamp_(min=0)
+    nz = (1 - nx * nx - ny * ny).clamp_(min=0.02).sqrt_()
+    sdotl = (nx.mul_(lx).add_(ny.mul_(ly))).add_(nz * lz).clamp_(min=0)
     au = u.abs()
-    corner = ((au - 0.35).clamp_(min=0) * (1 / 0.65)) ** 2
+    corner = (au - 0.35).clamp_(min=0).mul_(1 / 0.65).square_()
     amb = _v(p, "ambient")
-    sc_lum = (amb + (1 - amb) * sdotl) * (1 - _v(p, "sclera_shade") * corner) * (0.55 + 0.45 * nz) * 1.1
+    sc_lum = (sdotl * (1 - amb) + amb).mul_(1 - _v(p, "sclera_shade") * corner).mul_(nz.mul_(0.45 * 1.1).add_(0.55 * 1.1))
     vn = _tex(p["veins_tex"], u, v, 1.2, 0.8)
-    vein = _exp(vn * vn * -120.0) * _v(p, "veins") * (0.2 + corner)
-    car = _exp(((u - _v(p, "caruncle_x")) ** 2 + (v * 1.6) ** 2) * (-1.0 / _v(p, "caruncle_r") ** 2))
-    gd2 = ((u - _v(p, "glint_u")) ** 2 + (v - _v(p, "glint_v")) ** 2) * (1.0 / _v(p, "glint_r") ** 2)
-    glint = _exp(-gd2 * gd2) * _v(p, "glint")
+    vein = _exp(vn.square_().mul_(-120.0)).mul_(_v(p, "veins") * (corner.add_(0.2)))
+    car = _exp(((u - _v(p, "caruncle_x")).square_() + (v * 1.6).square_()).mul_(-1.0 / _v(p, "caruncle_r") ** 2))
+    gd2 = ((u - _v(p, "glint_u")).square_() + (v - _v(p, "glint_v")).square_()).mul_(1.0 / _v(p, "glint_r") ** 2)
+    glint = _exp(gd2.square_().neg_()).mul_(_v(p, "glint"))
     open_u = _sm((1.0 - au) * pxu)
     shape_up = _lid_shape(u, _v(p, "up_skew"), _v(p, "up_pow"))
     shape_lo = _lid_shape(u, _v(p, "lo_skew"), _v(p, "lo_pow"))
     density = ((1 - au).clamp_(min=0).sqrt_() * (1.1 - 0.35 * u)).clamp_(max=1)
     lash_base = u * _v(p, "lash_freq") + _v(p, "lash_phase")
-    car_lum = car * (0.75 + 0.25 * sdotl)
-    # per image: iris and pupil (in small squares), lids
-    iris = _iris_layer(p, s, ox, oy, h, w, pxu).view(B, 2, 4, h, w)
-    pa, ia, ilum_a, inner_a = iris[:, :, 0], iris[:, :, 1], iris[:, :, 2], iris[:, :, 3]
+    car_lum = car * (sdotl.mul_(0.25).add_(0.75))
+    ncar = 1 - car
+    nglint = 1 - glint
+    nv = -v
+    # per image (B, 2, h, w): the lids. a_up: eye units above the upper lid; b_lo: eye
+    # units above the lower lid; D_* = the same in render pixels + 0.5 (for _sm)
     upv = up.view(B, 2, 1, 1)
     lov = lo.view(B, 2, 1, 1)
-    d_up = (v + upv * shape_up) * pxu                  # render pixels below the upper lid
-    d_lo = (lov * shape_lo - v) * pxu                  # render pixels above the lower lid
-    opening = _sm(d_up) * _sm(d_lo) * open_u
-    ipx = 1.0 / pxu
-    a_up = d_up * -ipx                                 # eye units above the upper lid
-    shadow = (1 - _v(p, "lid_shadow") * _exp(a_up.clamp(max=0) * (1.0 / _v(p, "lid_shadow_w")))) \
-        * (1 - 0.25 * (1 - d_lo * ipx * (1 / 0.08)).clamp_(0, 1))
-    strands = (0.5 + 0.5 * torch.sin(lash_base + a_up * 12)) ** 2
-    la = ((1 - a_up * (1.0 / _v(p, "lash_line"))).clamp_(0, 1) * _sm(1.0 - d_up)
-          + strands * (1 - a_up * (1.0 / _v(p, "lash_len"))).clamp_(0, 1) * _sm(-d_up)) * density
-    la = la.clamp_(max=1) * _v(p, "lash_dark")
-    lla = (1 - d_lo * ipx * -25.0).clamp_(0, 1) * _sm(0.5 - d_lo) * (0.35 * density)
+    a_up = torch.addcmul(nv, upv, shape_up, value=-1.0)
+    b_lo = torch.addcmul(nv, lov, shape_lo)
+    D_up = (a_up * -pxu).add_(0.5)
+    D_lo = (b_lo * pxu).add_(0.5)
+    opening = D_up.clamp(0, 1).mul_(D_lo.clamp(0, 1)).mul_(open_u)
+    shadow = _exp((a_up * (1.0 / _v(p, "lid_shadow_w"))).clamp_(max=0)).mul_(-_v(p, "lid_shadow")).add_(1)
+    shadow.mul_((b_lo * -12.5).add_(1).clamp_(0, 1).mul_(-0.25).add_(1))
+    strands = torch.add(lash_base, a_up, alpha=12.0).sin_().mul_(0.5).add_(0.5).square_()
+    la = (a_up * (-1.0 / _v(p, "lash_line"))).add_(1).clamp_(0, 1).mul_((2.0 - D_up).clamp_(0, 1))
+    la.addcmul_(strands.mul_((a_up * (-1.0 / _v(p, "lash_len"))).add_(1).clamp_(0, 1)), (1 - D_up).clamp_(0, 1))
+    la = la.mul_(density).clamp_(max=1).mul_(_v(p, "lash_dark"))
+    lla = (b_lo * 25.0).add_(1).clamp_(0, 1).mul_((1.5 - D_lo).clamp_(0, 1)).mul_(density.mul_(0.35))
     # premultiplied weights of each colour, front to back
-    nla, nlla = 1 - la, 1 - lla
-    T = (1 - opening) * nla * nlla
-    M = opening * nla * nlla
-    Me = M * shadow * (1 - glint)
-    Mn = Me * (1 - car)                                 # not the caruncle
-    Mp = Mn * pa
-    Mr = Mn - Mp                                        # behind the pupil: the iris or the sclera
-    Wt = torch.empty(B, 9, 2, h, w, device=u.device)
-    torch.mul(Mr - Mr * ia, sc_lum, out=Wt[:, 0])       # sclera
+    nlla = 1 - lla
+    q = (1 - la).mul_(nlla)
+    M = opening * q
+    T = q.sub_(M)
+    Wt = torch.empty(B, 6, 2, h, w, device=u.device)
+    Me = M * shadow.mul_(nglint)
+    torch.mul(Me, car_lum, out=Wt[:, 3])                # caruncle
+    Mn = Me.mul_(ncar)                                  # not the caruncle: the sclera (the iris comes later)
+    torch.mul(Mn, sc_lum, out=Wt[:, 0])                 # sclera
     torch.mul(Wt[:, 0], vein, out=Wt[:, 1])             # vein tint (a negative colour)
-    torch.mul(Mr, ilum_a, out=Wt[:, 2])                 # iris
-    torch.mul(Mr, inner_a, out=Wt[:, 3])                # the warmer ring around the pupil
-    Wt[:, 4] = Mp                                       # pupil
-    torch.mul(Me, car_lum, out=Wt[:, 5])                # caruncle
-    torch.mul(M, glint, out=Wt[:, 6])                   # glint
-    torch.mul(la, nlla, out=Wt[:, 7])                   # lashes
-    Wt[:, 8] = lla                                      # lower lash line
-    E = torch.bmm(p["eye_colours"].transpose(1, 2), Wt.view(B, 9, -1)).view(B, 3, 2, h, w)
-    masks = {"opening": opening, "pupil": pa * opening, "iris": ia * opening} if layers else {}
+    torch.mul(M, glint, out=Wt[:, 2])                   # glint
+    torch.mul(la, nlla, out=Wt[:, 4])                   # lashes
+    Wt[:, 5] = lla                                      # lower lash line
+    cols = p["eye_colours"]                             # (B, 9, 3)
+    E = torch.bmm(cols[:, [0, 1, 6, 5, 7, 8]].transpose(1, 2), Wt.view(B, 6, -1)).view(B, 3, 2, h * w)
+    # the iris and pupil: replace the sclera by them inside each image's square
+    pa, ia, ilum, inner, idx = _iris_layer(p, s, ox, oy, h, w, pxu)
+    m = idx.shape[-1]
+    g = Wt.view(B, 6, 2, h * w)
+    w0 = g[:, 0].gather(2, idx)
+    w1 = g[:, 1].gather(2, idx)
+    mn = Mn.view(B, 2, h * w).gather(2, idx)
+    f = pa * ia - pa - ia                               # (1 - pa)(1 - ia) - 1
+    mr = mn - mn * pa                                   # behind the pupil: the iris (or the sclera)
+    dW = torch.stack([w0 * f, w1 * f, mr * ilum, mr * inner, mn * pa], 1)  # (B, 5, 2, m)
+    dE = torch.bmm(cols[:, [0, 1, 2, 3, 4]].transpose(1, 2), dW.view(B, 5, 2 * m)).view(B, 3, 2, m)
+    E.scatter_add_(3, idx.unsqueeze(1).expand(B, 3, 2, m), dE)
+    E = E.view(B, 3, 2, h, w)
+    masks = {}
+    if layers:
+        op = opening.view(B, 2, h * w)
+        for k, a in (("pupil", pa), ("iris", ia)):
+            full = torch.zeros(B, 2, h * w, device=u.device)
+            full.scatter_(2, idx, a)
+            masks[k] = (full * op).view(B, 2, h, w)
+        masks = {"opening": opening, **masks}
     return T, E, masks
 
 
