@@ -30,7 +30,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, Union
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -733,7 +734,8 @@ def derived_params(p: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_range: float = 30.0,
                  max_redirect: float = 30.0, hard_fraction: float = 0.25, device: Union[str, torch.device] = "cpu",
-                 angles=None, tilt=None, input_gaze=None, chunk: int = 32, **options) -> Dict[str, torch.Tensor]:
+                 angles=None, tilt=None, input_gaze=None, chunk: int = 32, threads: Optional[int] = None,
+                 **options) -> Dict[str, torch.Tensor]:
     """Render ``n`` pairs of eye patches of the same eye looking in two directions.
 
     Returns a dict of tensors on ``device``:
@@ -749,6 +751,11 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
     them, redirections are uniform in +-max_redirect (clipped to the range) and a
     ``hard_fraction`` of tilts are hard. ``options`` are :class:`SynthOptions` fields.
     The same (n, seed, arguments) give the same pixels on a given device.
+
+    ``threads`` (CPU): chunks of ``chunk`` pairs are rendered by this many Python threads,
+    each running single-threaded torch ops (default: ``torch.get_num_threads()``). This
+    scales where intra-op threading of these small ops does not (no barrier per op), and
+    the pixels do not depend on it; torch's thread setting is restored afterwards.
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -765,6 +772,10 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
     tl = sample_tilts(gen, n, hard_fraction, opts) if tilt is None else _as_n(tilt, n, "tilt")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    if threads is None:
+        threads = torch.get_num_threads()
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     # every random choice first (per chunk of the sample order), then render in chunks of
     # similar window size: a chunk's window is its largest sample's, so sorting saves work
     ps, zs = [], []
@@ -784,8 +795,9 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
     if opts.return_layers:
         for k in ("opening", "pupil", "iris", "eye_region"):
             res[k] = torch.empty(n, 2, height, width, device=device)
-    for ci, start in enumerate(range(0, n, chunk)):
-        idx = order[start:start + chunk]
+
+    def render_chunk(ci: int) -> None:
+        idx = order[ci * chunk:(ci + 1) * chunk]
         m = idx.numel()
         p = {k: t[idx] for k, t in p_all.items()}
         z = {k: t[idx] for k, t in z_all.items()}
@@ -800,11 +812,31 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
         else:
             img = (img * p["exposure"].to(device).view(m, 1, 1, 1, 1)).clamp(0, 1)
         di = idx.to(device)
-        res["input"][di] = img[:, 0]
-        res["target"][di] = img[:, 1]
+        res["input"].index_copy_(0, di, img[:, 0])
+        res["target"].index_copy_(0, di, img[:, 1])
         if opts.return_layers:
             for k in ("opening", "pupil", "iris", "eye_region"):
-                res[k][di] = r[k]
+                res[k].index_copy_(0, di, r[k])
+
+    n_chunks = (n + chunk - 1) // chunk
+    workers = min(threads, n_chunks) if device.type == "cpu" else 1
+    if workers == 1:
+        for ci in range(n_chunks):
+            render_chunk(ci)
+    else:
+        old = torch.get_num_threads()
+
+        def work(ci):
+            if torch.get_num_threads() != 1:   # this thread's intra-op setting
+                torch.set_num_threads(1)
+            render_chunk(ci)
+
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="render_pairs") as ex:
+                for f in [ex.submit(work, ci) for ci in range(n_chunks)]:
+                    f.result()
+        finally:
+            torch.set_num_threads(old)
     anc = anchors_from_params(d_all)
     res["anchors"] = anc[:, 0].contiguous().to(device)
     res["target_anchors"] = anc[:, 1].contiguous().to(device)
