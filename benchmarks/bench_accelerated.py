@@ -13,17 +13,25 @@ target: one face <= 5 ms and >= 1.5x the eager reference). Run:
 """
 from __future__ import annotations
 
-import contextlib
-import os
-
 import pytest
 import torch
 
-from conftest import CPU_MAX_BATCH, DEVICE, RESULTS, assert_parity, device_name, quantile, sync
-from deepwarp_fast import DeepWarp, accelerate
+from conftest import (
+    CPU_MAX_BATCH,
+    DEVICE,
+    RESULTS,
+    assert_parity,
+    cpu_threads,
+    eye_inputs,
+    no_tf32,
+    perturbed_model,
+    run_timed,
+    skip_unless_backend,
+    tensor_bytes,
+)
+from deepwarp_fast import accelerate
 from deepwarp_fast.backends import backend_status
 
-H, W = 41, 51
 BATCHES = (2, 256, 1024)
 CPU_THREADS = 2
 BACKENDS = ["reference", "folded_cl", "compile", "compile_cudagraphs", "accelerated", "accelerated_graphs"]
@@ -32,24 +40,11 @@ _cache: dict = {}
 
 def _reference():
     if "ref" not in _cache:
-        torch.manual_seed(0)
-        ref = DeepWarp(backend="reference")
-        with torch.no_grad():
-            # Nonzero heads: flows of up to ~27 pixels, as after training. (Larger random
-            # weights make float32 itself ill-conditioned: two correct fp32 orders of
-            # summation then differ by more than the 1e-4 parity bound.)
-            for p in ref.parameters():
-                p.add_(torch.randn(p.shape) * 0.05)
-        _cache["ref"] = ref.to(DEVICE).eval()
+        # Nonzero heads: flows of up to ~27 pixels, as after training. (Larger random
+        # weights make float32 itself ill-conditioned: two correct fp32 orders of
+        # summation then differ by more than the 1e-4 parity bound.)
+        _cache["ref"] = perturbed_model(scale=0.05).eval()
     return _cache["ref"]
-
-
-def _inputs(B):
-    g = torch.Generator().manual_seed(B)
-    eyes = torch.rand(B, 3, H, W, generator=g).to(DEVICE)
-    anchors = (torch.rand(B, 7, 2, generator=g) * torch.tensor([W - 1.0, H - 1.0])).to(DEVICE)
-    angles = ((torch.rand(B, 2, generator=g) - 0.5) * 30).to(DEVICE)
-    return eyes, anchors, angles
 
 
 def _runner(backend):
@@ -91,36 +86,15 @@ def _skip_unless_runs(backend, B):
                     "the accelerated model would time its PyTorch fallback")
 
 
-@contextlib.contextmanager
-def _cpu_threads(n):
-    saved = torch.get_num_threads()
-    if DEVICE == "cpu":
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
-@contextlib.contextmanager
-def _no_tf32():
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
 @pytest.mark.parametrize("B", BATCHES)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_accelerated_model(benchmark, backend, B):
     _skip_unless_runs(backend, B)
-    inputs = _inputs(B)
+    inputs = eye_inputs(B)
     fn = _runner(backend)
-    with torch.inference_mode(), _cpu_threads(CPU_THREADS):
+    with torch.inference_mode(), cpu_threads(CPU_THREADS):
         if backend != "reference":
-            with _no_tf32():
+            with no_tf32():
                 expected = _runner("reference")(*inputs)
                 got = fn(*inputs)
                 if backend.startswith("compile"):
@@ -128,29 +102,15 @@ def test_accelerated_model(benchmark, backend, B):
             # fp32 target: max abs error <= 1e-4 on [0, 1] images.
             assert_parity(got, expected, rtol=1e-4, what=f"{backend} B={B}")
 
-        def timed():
-            fn(*inputs)
-            sync()
-
         rounds = 100 if B == 2 else (20 if DEVICE == "cuda" else 3)
         group = f"accelerated model B={B}" + (f" ({CPU_THREADS} CPU threads)" if DEVICE == "cpu" else "")
-        benchmark.group = group
-        benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=10 if B == 2 else 2)
-    data = sorted(benchmark.stats.stats.data)
-    med = quantile(data, 0.5)
-    row = {
-        "device": device_name(),
-        "backend": backend,
-        "median_s": med,
-        "p20_s": quantile(data, 0.2),
-        "p80_s": quantile(data, 0.8),
-        "bytes": None,
-        "gbps": None,
-        "eyes_per_s": B / med,
-        "threads": torch.get_num_threads() if DEVICE == "cpu" else None,
-    }
-    benchmark.extra_info.update(row)
-    RESULTS[group][backend] = row
+        row = run_timed(
+            benchmark, lambda: fn(*inputs), group=group, backend=backend, rounds=rounds, warmup=10 if B == 2 else 2,
+            extra=lambda med: {"eyes_per_s": B / med, "threads": torch.get_num_threads() if DEVICE == "cpu" else None},
+        )
+    if row is None:
+        return
+    med = row["median_s"]
     ref = RESULTS[group].get("reference")
     if ref and backend != "reference":
         print(f"\n{group} {backend}: {med * 1e3:.3f} ms ({B / med:,.0f} eyes/s), {ref['median_s'] / med:.2f}x the eager reference")
@@ -173,7 +133,6 @@ LAYERS = {
 @pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("backend", ["reference", "cuda"])
 def test_conv_layer(benchmark, backend, layer, B):
-    from conftest import run_timed, skip_unless_backend, tensor_bytes
     from deepwarp_fast.accelerate import conv_bias_relu, conv_bias_relu_reference
 
     skip_unless_backend(backend, B=B)
@@ -182,10 +141,10 @@ def test_conv_layer(benchmark, backend, layer, B):
     x = torch.rand(B, cin, h, w, generator=g).to(DEVICE)
     weight = ((torch.rand(cout, cin, k, k, generator=g) - 0.5) * 0.3).to(DEVICE)
     bias = (torch.rand(cout, generator=g) - 0.5).to(DEVICE)
-    with torch.inference_mode(), _cpu_threads(CPU_THREADS):
+    with torch.inference_mode(), cpu_threads(CPU_THREADS):
         fn = (lambda: conv_bias_relu(x, weight, bias, None, True)) if backend == "cuda" else (lambda: conv_bias_relu_reference(x, weight, bias))
         if backend == "cuda":
-            with _no_tf32():
+            with no_tf32():
                 assert_parity(fn(), conv_bias_relu_reference(x, weight, bias), rtol=1e-5, what=f"conv {layer} B={B}")
         out_bytes = B * cout * h * w * 4
         run_timed(benchmark, fn, group=f"conv layer {layer} B={B}", backend=backend, bytes_moved=tensor_bytes(x, weight, bias) + out_bytes)

@@ -8,48 +8,22 @@ off during the check, so both backends' convolutions round alike). Run:
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import pytest
 import torch
 
-from conftest import BATCHES, DEVICE, assert_parity, run_timed, skip_unless_backend
-from deepwarp_fast.model import DeepWarp
+from conftest import BATCHES, assert_parity, eye_inputs, no_tf32, perturbed_model, run_timed, skip_unless_backend
 
-H, W = 41, 51
 _checked = set()
 
 
 def _models():
-    torch.manual_seed(0)
-    ref = DeepWarp(backend="reference")
-    with torch.no_grad():
-        # Nonzero heads: flows of several pixels and a varying LCM mask, as after training.
-        for p in ref.parameters():
-            p.add_(torch.randn(p.shape) * 0.15)
-    ref = ref.to(DEVICE)
+    # Nonzero heads: flows of several pixels and a varying LCM mask, as after training.
+    ref = perturbed_model(scale=0.15)
     tri = copy.deepcopy(ref)
     tri.backend = "triton"
     return {"reference": ref, "triton": tri}
-
-
-def _inputs(B):
-    g = torch.Generator().manual_seed(B)
-    eyes = torch.rand(B, 3, H, W, generator=g).to(DEVICE)
-    anchors = (torch.rand(B, 7, 2, generator=g) * torch.tensor([W - 1.0, H - 1.0])).to(DEVICE)
-    angles = ((torch.rand(B, 2, generator=g) - 0.5) * 30).to(DEVICE)
-    return eyes, anchors, angles
-
-
-@contextlib.contextmanager
-def _no_tf32():
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _forward(model, inputs):
@@ -71,7 +45,7 @@ def _forward_backward(model, inputs):
 def _check(kind, B, models, inputs):
     if (kind, B) in _checked:
         return
-    with _no_tf32():
+    with no_tf32():
         if kind == "forward":
             ref, tri = (_forward(models[b].eval(), inputs) for b in ("reference", "triton"))
             assert_parity(tri, ref, rtol=1e-5, what=f"model forward B={B}")
@@ -81,33 +55,37 @@ def _check(kind, B, models, inputs):
     _checked.add((kind, B))
 
 
+def _bench(benchmark, kind, backend, B):
+    """Parity (fast rows) then timing of ``kind`` ("forward": eval, no_grad; "forward+backward": train)."""
+    skip_unless_backend(backend, B=B)
+    models, inputs = _models(), eye_inputs(B)
+    if backend != "reference":
+        _check(kind, B, models, inputs)
+    if kind == "forward":
+        model = models[backend].eval()
+        run_timed(benchmark, lambda: _forward(model, inputs), group=f"model forward B={B}", backend=backend)
+    else:
+        model = models[backend].train()
+        run_timed(benchmark, lambda: _forward_backward(model, inputs), group=f"model fwd+bwd B={B}", backend=backend)
+
+
 @pytest.mark.parametrize("B", BATCHES)
 @pytest.mark.parametrize("backend", ["reference", "triton"])
 def test_model_forward(benchmark, backend, B):
-    skip_unless_backend(backend, B=B)
-    models, inputs = _models(), _inputs(B)
-    if backend != "reference":
-        _check("forward", B, models, inputs)
-    model = models[backend].eval()
-    run_timed(benchmark, lambda: _forward(model, inputs), group=f"model forward B={B}", backend=backend)
+    _bench(benchmark, "forward", backend, B)
 
 
 @pytest.mark.parametrize("B", BATCHES)
 @pytest.mark.parametrize("backend", ["reference", "triton"])
 def test_model_forward_backward(benchmark, backend, B):
-    skip_unless_backend(backend, B=B)
-    models, inputs = _models(), _inputs(B)
-    if backend != "reference":
-        _check("forward+backward", B, models, inputs)
-    model = models[backend].train()
-    run_timed(benchmark, lambda: _forward_backward(model, inputs), group=f"model fwd+bwd B={B}", backend=backend)
+    _bench(benchmark, "forward+backward", backend, B)
 
 
 @pytest.mark.parametrize("backend", ["reference", "triton"])
 def test_training_step(benchmark, backend):
     B = 128
     skip_unless_backend(backend, B=min(B, 64))
-    models, inputs = _models(), _inputs(B)
+    models, inputs = _models(), eye_inputs(B)
     if backend != "reference":
         _check("forward+backward", B, models, inputs)
     model = models[backend].train()

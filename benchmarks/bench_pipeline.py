@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEVICE, RESULTS, device_name, run_timed
+from conftest import DEVICE, RESULTS, device_name, perturbed_model, run_timed
 
 pytest.importorskip("dlib")
 cv2 = pytest.importorskip("cv2")
@@ -26,7 +26,6 @@ skdata = pytest.importorskip("skimage.data")
 
 from deepwarp_fast.face import GazeRedirector, StageTimes  # noqa: E402
 from deepwarp_fast.face.video import redirect_video  # noqa: E402
-from deepwarp_fast.model import DeepWarp  # noqa: E402
 
 FRAMES = int(os.environ.get("DEEPWARP_BENCH_PIPELINE_FRAMES", "60"))
 GROUP = f"pipeline 720p x{FRAMES} frames"
@@ -50,13 +49,8 @@ def video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models():
-    torch.manual_seed(0)
-    ref = DeepWarp(backend="reference")
-    with torch.no_grad():
-        # Nonzero heads: flows of a few pixels and a varying LCM mask, as after training.
-        for p in ref.parameters():
-            p.add_(torch.randn(p.shape) * 0.15)
-    ref = ref.eval().to(DEVICE)
+    # Nonzero heads: flows of a few pixels and a varying LCM mask, as after training.
+    ref = perturbed_model(scale=0.15).eval()
     try:
         from deepwarp_fast.accelerate import accelerate
 

@@ -12,15 +12,13 @@ CPU rows use 2 threads (DEEPWARP_BENCH_THREADS to change). Run:
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 
 import pytest
 import torch
 
-from conftest import DEVICE, RESULTS, assert_parity, device_name, quantile, sync
-from deepwarp_fast import DeepWarp
+from conftest import DEVICE, RESULTS, assert_parity, cpu_threads, no_tf32, perturbed_model, run_timed
 from deepwarp_fast.backends import backend_status
 from deepwarp_fast.training.config import LossConfig
 from deepwarp_fast.training.losses import training_loss
@@ -34,13 +32,8 @@ _cache: dict = {}
 
 def _model():
     if "model" not in _cache:
-        torch.manual_seed(0)
-        m = DeepWarp(backend="reference")
-        with torch.no_grad():
-            # Nonzero heads: flows of a few pixels and a varying LCM mask, as in training.
-            for p in m.parameters():
-                p.add_(torch.randn(p.shape) * 0.1)
-        _cache["model"] = m.to(DEVICE).train()
+        # Nonzero heads: flows of a few pixels and a varying LCM mask, as in training.
+        _cache["model"] = perturbed_model(scale=0.1).train()
     return _cache["model"]
 
 
@@ -97,23 +90,10 @@ def _stepper(backend, dtype=torch.float32):
     return model, loss_and_grads, step
 
 
-@contextlib.contextmanager
-def _threads_no_tf32():
-    saved = torch.get_num_threads(), torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    if DEVICE == "cpu":
-        torch.set_num_threads(THREADS)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved[0])
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[1:]
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_train_step(benchmark, backend):
     _skip_unless_runs(backend)
-    with _threads_no_tf32():
+    with cpu_threads(THREADS), no_tf32():
         model, loss_and_grads, step = _stepper(backend)
         if backend != "reference":
             # The oracle is the reference in float64; the fast row's fp32 error may be at
@@ -129,22 +109,14 @@ def test_train_step(benchmark, backend):
                 assert err <= 2 * ref_err + 1e-5, (
                     f"{backend} grad {name}: relative error {err:.3g} > 2 x the fp32 reference's {ref_err:.3g} + 1e-5")
 
-        def timed():
-            step()
-            sync()
-
         group = f"train step B={B}" + (f" ({THREADS} CPU threads)" if DEVICE == "cpu" else "")
-        benchmark.group = group
-        rounds = 20 if DEVICE == "cuda" else 3
-        benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=3 if DEVICE == "cuda" else 1)
-    if benchmark.stats is None:  # --benchmark-disable: parity checked, nothing timed
+        row = run_timed(
+            benchmark, step, group=group, backend=backend, rounds=20 if DEVICE == "cuda" else 3,
+            warmup=3 if DEVICE == "cuda" else 1, extra=lambda med: {"pairs_per_s": B / med},
+        )
+    if row is None:  # --benchmark-disable: parity checked, nothing timed
         return
-    data = sorted(benchmark.stats.stats.data)
-    med = quantile(data, 0.5)
-    row = {"device": device_name(), "backend": backend, "median_s": med, "p20_s": quantile(data, 0.2),
-           "p80_s": quantile(data, 0.8), "bytes": None, "gbps": None, "pairs_per_s": B / med}
-    benchmark.extra_info.update(row)
-    RESULTS[group][backend] = row
+    med = row["median_s"]
     ref = RESULTS[group].get("reference")
     msg = f"\n{group} {backend}: {med * 1e3:.1f} ms per step ({B / med:,.0f} pairs/s)"
     if ref and backend != "reference":

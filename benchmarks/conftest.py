@@ -10,8 +10,12 @@ timings mean nothing).
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
+import importlib.util
 import os
 import platform
+from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import pytest
@@ -26,6 +30,57 @@ WARMUP = 5 if DEVICE == "cuda" else 1
 
 # (group, backend) -> {"median": s, "gbps": float | None}
 RESULTS: Dict[str, Dict[str, dict]] = collections.defaultdict(dict)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_kernel_testing():
+    # kernels/testing.py needs no Triton, but importing it as deepwarp_fast.kernels.testing
+    # runs the kernels package, which does: load the file itself, so the benchmarks that
+    # never touch Triton run where it is not installed.
+    path = Path(__file__).resolve().parent.parent / "kernels" / "testing.py"
+    spec = importlib.util.spec_from_file_location("_deepwarp_kernel_testing", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def perturbed_model(scale: float, seed: int = 0, device: str = DEVICE, config=None):
+    """The reference DeepWarp with random weights (seeded init + ``scale`` x N(0, 1)), as the
+    kernel tests build it: kernels/testing.py ``perturbed_model``."""
+    return _load_kernel_testing().perturbed_model(config, scale=scale, seed=seed, device=device)
+
+
+def eye_inputs(B: int, H: int = 41, W: int = 51, device: str = DEVICE):
+    """(eyes (B, 3, H, W) in [0, 1], anchors (B, 7, 2) in pixels, angles (B, 2) in +-15 degrees),
+    drawn from a generator seeded with B."""
+    g = torch.Generator().manual_seed(B)
+    eyes = torch.rand(B, 3, H, W, generator=g).to(device)
+    anchors = (torch.rand(B, 7, 2, generator=g) * torch.tensor([W - 1.0, H - 1.0])).to(device)
+    angles = ((torch.rand(B, 2, generator=g) - 0.5) * 30).to(device)
+    return eyes, anchors, angles
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """TF32 off for cuDNN and matmuls (parity checks: both sides' convolutions round alike)."""
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int, device: str = DEVICE):
+    """torch's intra-op threads set to ``n`` on a CPU run (restored after)."""
+    saved = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def device_name(device: str = DEVICE) -> str:
@@ -67,25 +122,45 @@ def tensor_bytes(*tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
-def run_timed(benchmark, fn: Callable[[], object], *, group: str, backend: str, bytes_moved: Optional[int] = None) -> dict:
-    """Time ``fn`` (the GPU synchronised inside the timed function) and record the row."""
+def run_timed(
+    benchmark,
+    fn: Callable[[], object],
+    *,
+    group: str,
+    backend: str,
+    bytes_moved: Optional[int] = None,
+    rounds: Optional[int] = None,
+    warmup: Optional[int] = None,
+    extra: Optional[Callable[[float], dict]] = None,
+) -> Optional[dict]:
+    """Time ``fn`` (the GPU synchronised inside the timed function) and record the row.
+
+    rounds / warmup default to ROUNDS / WARMUP; ``extra(median_s)`` adds fields to the row.
+    Returns None when nothing was timed (``--benchmark-disable``: parity checked only).
+    """
 
     def timed():
         fn()
         sync()
 
     benchmark.group = group
-    benchmark.pedantic(timed, rounds=ROUNDS, iterations=1, warmup_rounds=WARMUP)
+    benchmark.pedantic(timed, rounds=ROUNDS if rounds is None else rounds, iterations=1,
+                       warmup_rounds=WARMUP if warmup is None else warmup)
+    if benchmark.stats is None:
+        return None
     data = sorted(benchmark.stats.stats.data)
+    med = quantile(data, 0.5)
     row = {
         "device": device_name(),
         "backend": backend,
-        "median_s": quantile(data, 0.5),
+        "median_s": med,
         "p20_s": quantile(data, 0.2),
         "p80_s": quantile(data, 0.8),
         "bytes": bytes_moved,
-        "gbps": (bytes_moved / quantile(data, 0.5) / 1e9) if bytes_moved else None,
+        "gbps": (bytes_moved / med / 1e9) if bytes_moved else None,
     }
+    if extra is not None:
+        row.update(extra(med))
     benchmark.extra_info.update(row)
     RESULTS[group][backend] = row
     return row

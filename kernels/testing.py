@@ -18,6 +18,25 @@ from deepwarp_fast.backends import triton_interpreter_enabled
 TOL: Dict[torch.dtype, float] = {torch.float32: 1e-5}
 
 
+def perturbed_model(config=None, scale: float = 0.15, seed: int = 0, device="cpu"):
+    """A reference DeepWarp with random weights: the seeded default initialisation plus
+    ``scale`` x N(0, 1) on every parameter (drawn from the global generator, seeded here).
+
+    The heads start at zero (identity warp, LCM off); the perturbation gives flows of
+    several pixels and a varying LCM mask, as after training, so that parity checks and
+    timings exercise the real paths. Shared by tests/test_kernels_model.py and benchmarks/
+    (which load this file directly: it needs no Triton).
+    """
+    from deepwarp_fast.model import DeepWarp
+
+    torch.manual_seed(seed)
+    model = DeepWarp(config, backend="reference")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * scale)
+    return model.to(device)
+
+
 def kernel_devices() -> List[str]:
     """Devices the Triton kernels run on here: CPU through the interpreter, CUDA natively."""
     devices = []

@@ -8,10 +8,9 @@ import torch
 
 from conftest import rand
 from deepwarp_fast.config import DeepWarpConfig
-from deepwarp_fast.model import DeepWarp
 
 kernels = pytest.importorskip("deepwarp_fast.kernels")
-from deepwarp_fast.kernels.testing import kernel_devices  # noqa: E402
+from deepwarp_fast.kernels.testing import kernel_devices, perturbed_model  # noqa: E402
 
 DEVICES = kernel_devices()
 pytestmark = pytest.mark.skipif(not DEVICES, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")
@@ -19,14 +18,8 @@ ATOL = 1e-5
 
 
 def _models(config, device, seed=0):
-    torch.manual_seed(seed)
-    ref = DeepWarp(config, backend="reference")
-    with torch.no_grad():
-        # The heads start at zero (identity warp, LCM off); perturb every parameter so the
-        # flows reach ~10 pixels and the mask varies, and the test exercises the real paths.
-        for p in ref.parameters():
-            p.add_(torch.randn(p.shape) * 0.15)
-    ref = ref.to(device)
+    # Perturbed weights: flows reach ~10 pixels and the mask varies.
+    ref = perturbed_model(config, scale=0.15, seed=seed, device=device)
     tri = copy.deepcopy(ref)
     tri.backend = "triton"
     return ref, tri
