@@ -384,11 +384,22 @@ def _eye_coords(p, X, Y):
     return c * dx + sn * dy, -sn * dx + c * dy
 
 
-def _tex(noise, u, v, su, sv):
-    """Sample a low-resolution noise field (B, C, h, w) at eye-frame positions: the field
-    spans u in [-su, su], v in [-sv, sv] (bilinear, border)."""
+def _grid(u, v, su, sv):
+    """A grid_sample grid (B, h, w, 2) for eye-frame positions u, v (B, 1, h, w) on a field
+    spanning u in [-su, su], v in [-sv, sv]."""
     B = u.shape[0]
-    grid = torch.stack([(u * (1.0 / su)).expand(B, 1, *u.shape[-2:])[:, 0], (v * (1.0 / sv)).expand(B, 1, *v.shape[-2:])[:, 0]], -1)
+    h, w = u.shape[-2:]
+    g = torch.empty(B, h, w, 2, device=u.device, dtype=u.dtype)
+    torch.mul(u.expand(B, 1, h, w)[:, 0], 1.0 / su, out=g[..., 0])
+    torch.mul(v.expand(B, 1, h, w)[:, 0], 1.0 / sv, out=g[..., 1])
+    return g
+
+
+def _tex(noise, u, v, su, sv, grid=None):
+    """Sample a low-resolution noise field (B, C, h, w) at eye-frame positions: the field
+    spans u in [-su, su], v in [-sv, sv] (bilinear, border); or at a ready ``grid``."""
+    if grid is None:
+        grid = _grid(u, v, su, sv)
     return F.grid_sample(noise, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -397,47 +408,51 @@ def render_skin(p, z, u, v, up_max, pxu):
     shading (B, 1, h, w), at eye-frame positions u, v (B, 1, h, w); ``pxu`` is render
     pixels per eye unit (for anti-aliasing)."""
     B = u.shape[0]
-    t1 = _tex(z["skin1"], u, v, 2.6, 2.2)
-    tex = t1[:, :1] * 0.35 + _tex(z["skin2"], u, v, 2.6, 2.2) * 0.3 + _tex(z["skin3"], u, v, 2.6, 2.2) * 0.4
+    grid = _grid(u, v, 2.6, 2.2)
+    t1 = _tex(z["skin1"], u, v, 2.6, 2.2, grid)
+    tex = torch.add(t1[:, :1] * 0.35, _tex(z["skin2"], u, v, 2.6, 2.2, grid), alpha=0.3)
+    tex.add_(_tex(z["skin3"], u, v, 2.6, 2.2, grid), alpha=0.4)
     # a height field (the eyeball's bulge under the lids, the sulcus under the brow),
     # shaded with the light
     uu = u * u
-    gb = _exp(uu * -0.55 - (v + 0.05) ** 2 * 1.6) * _v(p, "bulge")
+    v5 = v + 0.05
+    gb = _exp(torch.add(uu * -0.55, v5 * v5, alpha=-1.6)).mul_(_v(p, "bulge"))
     vs = v + 1.05
-    gs = _exp(uu * -0.4 - vs * vs * 6.0) * 0.25
-    dhdu = u * (gb * -1.1 + gs * -0.8)
-    dhdv = gb * ((v + 0.05) * -3.2) + gs * (vs * -12.0)
+    gs = _exp(torch.add(uu * -0.4, vs * vs, alpha=-6.0)).mul_(0.25)
+    dhdu = torch.add(gb * -1.1, gs, alpha=-0.8).mul_(u)
+    dhdv = torch.mul(gb, v5.mul_(-3.2)).addcmul_(gs, vs.mul_(-12.0))
     lx, ly, lz = _v(p, "lx"), _v(p, "ly"), _v(p, "lz")
-    ndotl = (lz - dhdu * lx - dhdv * ly) * torch.rsqrt(dhdu * dhdu + dhdv * dhdv + 1)
+    ndotl = (lz - dhdu * lx).sub_(dhdv * ly).mul_(torch.addcmul(dhdu * dhdu, dhdv, dhdv).add_(1).rsqrt_())
     amb = _v(p, "ambient")
-    shade = amb + (1 - amb) * ndotl.clamp(min=0)
+    shade = ndotl.clamp_(min=0).mul_(1 - amb).add_(amb)
     # the lid crease above the highest lid position, wrinkles below and at the outer corner
-    arc = (1 - uu * 0.72).clamp(min=0).sqrt()
-    dc = (v + (up_max + _v(p, "crease_h")) * arc) * (1.0 / 0.07)
-    crease = _exp(-dc * dc) * _v(p, "crease_dark") * (1 - uu * 0.64).clamp(min=0)
-    fold = torch.sigmoid(dc) * torch.sigmoid((v + 0.25) * -8.0)
-    lo_rest = _v(p, "lo0") * (1 - uu).clamp(min=0)
-    wd = v - lo_rest
-    wr = torch.cos(wd * _v(p, "wrinkle_freq") + _v(p, "wrinkle_phase")) * torch.sigmoid((wd - 0.12) * 25) * _exp(uu * -0.5)
+    arc = (1 - uu * 0.72).clamp_(min=0).sqrt_()
+    dc = torch.addcmul(v, up_max + _v(p, "crease_h"), arc).mul_(1.0 / 0.07)
+    crease = _exp(-dc * dc).mul_(_v(p, "crease_dark")).mul_((1 - uu * 0.64).clamp_(min=0))
+    fold = torch.sigmoid(dc).mul_(torch.sigmoid((v + 0.25) * -8.0))
+    wd = torch.addcmul(v, _v(p, "lo0"), (1 - uu).clamp_(min=0), value=-1.0)
+    wr = torch.cos(wd * _v(p, "wrinkle_freq") + _v(p, "wrinkle_phase")).mul_(torch.sigmoid((wd - 0.12) * 25)).mul_(_exp(uu * -0.5))
     cu = u + 1.2
-    crow = torch.cos(torch.atan2(v, cu.clamp(max=-1e-3)) * 16.0) * _exp((cu * cu + v * v) * -4.0) * torch.sigmoid(cu * -12.0)
-    wrinkle = (wr + crow * 0.5) * (0.05 * _v(p, "wrinkles"))
-    under = _v(p, "under_dark") * _exp((u - 0.1) ** 2 * -0.8 - (v - 0.6) ** 2 * 5)
-    lum = shade * (1 + tex * _v(p, "skin_tex") + wrinkle) * (1 - crease - under - 0.06 * fold)
-    red = t1[:, 1:2].clamp(min=0) * 0.05       # blotches of redness, never green
+    crow = torch.cos(torch.atan2(v, cu.clamp(max=-1e-3)).mul_(16.0)).mul_(_exp(torch.addcmul(cu * cu, v, v).mul_(-4.0)))
+    crow.mul_(torch.sigmoid(cu * -12.0))
+    wrinkle = wr.add_(crow, alpha=0.5).mul_(0.05 * _v(p, "wrinkles"))
+    under = _exp(torch.add((u - 0.1).square_().mul_(-0.8), (v - 0.6).square_(), alpha=-5.0)).mul_(_v(p, "under_dark"))
+    lum = torch.addcmul(wrinkle.add_(1), tex, _v(p, "skin_tex")).mul_(shade)
+    lum.mul_(torch.add(crease.add_(under), fold, alpha=0.06).neg_().add_(1))
+    red = t1[:, 1:2].clamp(min=0).mul_(0.05).mul_(lum)    # blotches of redness, never green
     rgb = p["skin_rgb"].view(B, 3, 1, 1)
-    skin = torch.cat([rgb[:, 0:1] * (lum + red * lum), rgb[:, 1:2] * (lum - 0.5 * red * lum), rgb[:, 2:3] * (lum - 0.5 * red * lum)], 1)
+    skin = torch.addcmul(lum * rgb, red, rgb * torch.tensor([1.0, -0.5, -0.5], device=u.device).view(1, 3, 1, 1))
     # eyebrow hair (a subset of samples)
     idx = (p["brow"] > 0).nonzero().flatten()
     if idx.numel():
-        q = {k: t[idx] for k, t in p.items()}
+        q = {k: p[k][idx] for k in ("brow_y", "brow_curve", "brow_slope", "brow_w", "brow_freq", "brow_dark", "skin_rgb")}
         bu, bv = u[idx], v[idx]
-        yb = -_v(q, "brow_y") + _v(q, "brow_curve") * bu * bu - _v(q, "brow_slope") * bu
-        db = (yb - bv) / _v(q, "brow_w")
-        hair = _tex(z["brow"][idx], bu, bv, 2.6, 2.2)
-        strands = 0.5 + 0.5 * torch.sin(bu * _v(q, "brow_freq") + bv * 12 + hair * 6.0)
-        ba = torch.sigmoid(db * 6 + 2) * torch.sigmoid((1.6 - db) * 5) * (0.7 + 0.3 * strands)
-        ba = ba * _v(q, "brow_dark") * torch.sigmoid((bu + 1.9) * 4)
+        yb = (_v(q, "brow_curve") * bu - _v(q, "brow_slope")).mul_(bu).sub_(_v(q, "brow_y"))
+        db = (yb - bv).mul_(1.0 / _v(q, "brow_w"))
+        hair = _tex(z["brow"][idx], bu, bv, 2.6, 2.2, grid[idx])
+        strands = torch.addcmul(bv * 12, bu, _v(q, "brow_freq")).add_(hair, alpha=6.0).sin_().mul_(0.15).add_(0.85)
+        ba = torch.sigmoid(db * 6 + 2).mul_(torch.sigmoid((1.6 - db) * 5)).mul_(strands)   # (0.7 + 0.3 (0.5 + 0.5 sin))
+        ba.mul_(_v(q, "brow_dark")).mul_(torch.sigmoid((bu + 1.9) * 4))
         sk = skin[idx]
         skin[idx] = sk + ba * (q["skin_rgb"].view(-1, 3, 1, 1) * 0.25 * shade[idx] - sk)
     return skin, shade
@@ -674,7 +689,7 @@ def render_batch(p: Dict[str, torch.Tensor], z: Dict[str, torch.Tensor], H: int,
     # glasses frame on top (a subset): the rim of an ellipse around the eye, output resolution
     idx = (p["glasses"] > 0).nonzero().flatten()
     if idx.numel():
-        q = {k: t[idx] for k, t in p.items()}
+        q = {k: p[k][idx] for k in ("gl_cx", "gl_cy", "gl_rx", "gl_ry", "gl_w", "gl_rgb", "scale")}
         gu, gv = u[idx], v[idx]
         e = ((gu - _v(q, "gl_cx")) / _v(q, "gl_rx")) ** 2 + ((gv - _v(q, "gl_cy")) / _v(q, "gl_ry")) ** 2
         dist = (e.sqrt() - 1) * torch.minimum(_v(q, "gl_rx"), _v(q, "gl_ry"))
@@ -790,7 +805,7 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
     d_all = derived_params(p_all)
     lo_xy, hi_xy = _bboxes(d_all, d_all["up"], d_all["lo"])
     size = hi_xy - lo_xy
-    order = torch.argsort(size[:, 0] * 64 + size[:, 1], stable=True)
+    order = torch.argsort(size[:, 1] * 64 + size[:, 0], stable=True)
     res = {"input": torch.empty(n, 3, height, width, device=device), "target": torch.empty(n, 3, height, width, device=device)}
     if opts.return_layers:
         for k in ("opening", "pupil", "iris", "eye_region"):
