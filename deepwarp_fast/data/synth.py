@@ -643,15 +643,17 @@ def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy, layers: bool = False):
 
 
 def render_batch(p: Dict[str, torch.Tensor], z: Dict[str, torch.Tensor], H: int, W: int, opts: SynthOptions,
-                 device, layers: bool = False) -> Dict[str, torch.Tensor]:
-    """Render one batch of pairs from its parameters; returns images (B, 2, 3, H, W) (before
+                 device, layers: bool = False, derived: bool = False) -> Dict[str, torch.Tensor]:
+    """Render one batch of pairs from its parameters (``derived``: already passed through
+    :func:`derived_params`); returns images (B, 2, 3, H, W) (before
     the camera) and, with ``layers``, masks (B, 2, H, W) at the output resolution.
 
     The skin (shared by the pair) is rendered at the output resolution; the window that
     holds everything the gaze changes is rendered at ``supersample`` x and area-reduced."""
     B = p["scale"].shape[0]
     s = int(opts.supersample)
-    p = derived_params(p)
+    if not derived:
+        p = derived_params(p)
     up, lo = p["up"], p["lo"]
     hw, ww, oy, ox = _window(p, up, lo, H, W)
     p = {k: t.to(device) for k, t in p.items()}
@@ -811,12 +813,16 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
         for k in ("opening", "pupil", "iris", "eye_region"):
             res[k] = torch.empty(n, 2, height, width, device=device)
 
+    d_sorted = {k: t[order] for k, t in d_all.items()}
+    z_sorted = {k: t[order] for k, t in z_all.items()}
+
     def render_chunk(ci: int) -> None:
-        idx = order[ci * chunk:(ci + 1) * chunk]
+        sl = slice(ci * chunk, (ci + 1) * chunk)
+        idx = order[sl]
         m = idx.numel()
-        p = {k: t[idx] for k, t in p_all.items()}
-        z = {k: t[idx] for k, t in z_all.items()}
-        r = render_batch(p, z, height, width, opts, device, layers=opts.return_layers)
+        p = {k: t[sl] for k, t in d_sorted.items()}
+        z = {k: t[sl] for k, t in z_sorted.items()}
+        r = render_batch(p, z, height, width, opts, device, layers=opts.return_layers, derived=True)
         img = r["images"]
         if opts.camera:
             ng = torch.Generator().manual_seed((int(seed) * 999_983 + ci * 104_729 + 5) & 0xFFFFFFFFFFFF)
