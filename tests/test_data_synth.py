@@ -273,3 +273,45 @@ def test_preview_command(tmp_path):
     assert im.size[0] > 3 * 2 * 51 * 2 and im.size[1] > 2 * 41 * 2
     assert main(["synth"]) == 2
     assert main(["synth", "--preview", str(out), "-n", "0"]) == 2
+
+
+def test_threads_do_not_change_pixels_and_restore_torch_threads():
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a = render_pairs(70, 21, chunk=16, threads=1)
+        b = render_pairs(70, 21, chunk=16, threads=3)       # more threads than cores, 5 chunks
+        c = render_pairs(70, 21, chunk=16)                  # default: torch.get_num_threads()
+        assert torch.get_num_threads() == 2
+        for k in a:
+            assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]), k
+    finally:
+        torch.set_num_threads(old)
+    with pytest.raises(ValueError, match="threads"):
+        render_pairs(2, 0, threads=0)
+
+
+def test_blur_matches_2d_convolution_and_identity():
+    g = torch.Generator().manual_seed(3)
+    img = torch.rand(3, 3, 13, 17, generator=g)
+    sig = torch.tensor([0.5, 0.9, 1.4])
+    out = gaussian_blur(img, sig)
+    x = torch.arange(-2, 3, dtype=torch.float32)
+    for i in range(3):
+        k = torch.exp(-0.5 * (x / sig[i]) ** 2)
+        k = k / k.sum()
+        pad = F.pad(img[i:i + 1], (2, 2, 2, 2), mode="replicate")
+        ref = F.conv2d(pad.view(3, 1, 17, 21), torch.outer(k, k).view(1, 1, 5, 5)).view(1, 3, 13, 17)
+        assert torch.allclose(out[i:i + 1], ref, atol=1e-6)
+    assert torch.equal(gaussian_blur(img, torch.zeros(3)), img)      # sigma 0: exactly unchanged
+
+
+def test_jpeg_per_image_quality_and_off():
+    g = torch.Generator().manual_seed(4)
+    img = F.avg_pool2d(torch.rand(5, 3, 21, 27, generator=g), 3, stride=1, padding=1, count_include_pad=False)
+    q = torch.tensor([0.0, 40.0, 0.0, 90.0, 60.0])
+    out = jpeg_roundtrip(img, q)
+    on = q > 0
+    assert torch.equal(out[~on], img[~on])
+    assert torch.allclose(out[on], jpeg_roundtrip(img[on], q[on]), atol=1e-6)
+    assert not torch.allclose(out[on], img[on], atol=1e-3)
