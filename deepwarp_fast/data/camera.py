@@ -100,8 +100,9 @@ def jpeg_roundtrip(img: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     cs = (c[..., 0::2, 0::2] + c[..., 0::2, 1::2] + c[..., 1::2, 0::2] + c[..., 1::2, 1::2]) * 0.25
     cs = _blockwise(cs, _Q_CHROMA, qs)
     c = _up2(_up2(cs, 2), 3)[..., :H, :W]
-    ycc = torch.cat([y.add_(128.0), c], 1)
-    out = torch.matmul(_FROM_YCC.to(x.device) * (1.0 / 255.0), ycc.reshape(n, 3, H * W)).view(n, 3, H, W).clamp_(0, 1)
+    # back to RGB: Y has weight 1 in every row, the chroma a (3 x 2) matrix
+    out = torch.matmul(_FROM_YCC[:, 1:].to(x.device) * (1.0 / 255.0), c.reshape(n, 2, H * W)).view(n, 3, H, W)
+    out = out.add_(y.add_(128.0).mul_(1.0 / 255.0)).clamp_(0, 1)
     if not part:
         return out
     return img.index_copy(0, idx, out)

@@ -808,10 +808,11 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
     lo_xy, hi_xy = _bboxes(d_all, d_all["up"], d_all["lo"])
     size = hi_xy - lo_xy
     order = torch.argsort(size[:, 1] * 64 + size[:, 0], stable=True)
-    # chunks write their rows of these buffers (in the sorted order), un-permuted at the end
-    img_sorted = torch.empty(n, 2, 3, height, width, device=device)
+    res = {"input": torch.empty(n, 3, height, width, device=device), "target": torch.empty(n, 3, height, width, device=device)}
     layer_keys = ("opening", "pupil", "iris", "eye_region") if opts.return_layers else ()
-    lay_sorted = {k: torch.empty(n, 2, height, width, device=device) for k in layer_keys}
+    for k in layer_keys:
+        res[k] = torch.empty(n, 2, height, width, device=device)
+    order_dev = order.to(device)
 
     d_sorted = {k: t[order] for k, t in d_all.items()}
     z_sorted = {k: t[order] for k, t in z_all.items()}
@@ -831,9 +832,11 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
             img = img.view(m, 2, 3, height, width)
         else:
             img = (img * p["exposure"].to(device).view(m, 1, 1, 1, 1)).clamp(0, 1)
-        img_sorted[sl] = img
+        di = order_dev[sl]
+        res["input"].index_copy_(0, di, img[:, 0])
+        res["target"].index_copy_(0, di, img[:, 1])
         for k in layer_keys:
-            lay_sorted[k][sl] = r[k]
+            res[k].index_copy_(0, di, r[k])
 
     n_chunks = (n + chunk - 1) // chunk
     workers = min(threads, n_chunks) if device.type == "cpu" else 1
@@ -854,12 +857,6 @@ def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_r
                     f.result()
         finally:
             torch.set_num_threads(old)
-    inv = torch.empty_like(order)
-    inv[order] = torch.arange(n)
-    inv = inv.to(device)
-    res = {"input": img_sorted[:, 0].index_select(0, inv), "target": img_sorted[:, 1].index_select(0, inv)}
-    for k in layer_keys:
-        res[k] = lay_sorted[k].index_select(0, inv)
     anc = anchors_from_params(d_all)
     res["anchors"] = anc[:, 0].contiguous().to(device)
     res["target_anchors"] = anc[:, 1].contiguous().to(device)
