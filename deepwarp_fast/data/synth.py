@@ -515,19 +515,35 @@ def _iris_layer(p, s, ox, oy, hs, ws, pxu):
     sx0 = (jx.round().long() - n // 2).clamp(0, ws - n)                     # (B, 2)
     sy0 = (jy.round().long() - n // 2).clamp(0, hs - n)
     ar = torch.arange(n, device=device, dtype=torch.float32)
-    X = ox.view(B, 1, 1, 1).float() + (sx0.view(B, 2, 1, 1).float() + ar.view(1, 1, 1, n) + 0.5) / s - 0.5
-    Y = oy.view(B, 1, 1, 1).float() + (sy0.view(B, 2, 1, 1).float() + ar.view(1, 1, n, 1) + 0.5) / s - 0.5
-    u, v = _eye_coords(p, X, Y)                                      # (B, 2, n, n)
-    du, dv = u - _v(p, "ex"), v - _v(p, "ey")
+    # every eye-frame quantity below is affine in the square's pixel (i, j): it is built
+    # as f0 + fj * j + fi * i from per-image coefficients, one full-size add each
+    X0 = ox.view(B, 1, 1, 1).float() + (sx0.view(B, 2, 1, 1).float() + 0.5) / s - 0.5
+    Y0 = oy.view(B, 1, 1, 1).float() + (sy0.view(B, 2, 1, 1).float() + 0.5) / s - 0.5
+    u0, v0 = _eye_coords(p, X0, Y0)                                   # (B, 2, 1, 1) at pixel (0, 0)
+    du0, dv0 = u0 - _v(p, "ex"), v0 - _v(p, "ey")
+    t = torch.deg2rad(p["tilt"]).view(B, 1, 1, 1)
+    step = 1.0 / (p["scale"].view(B, 1, 1, 1) * s)                   # eye units per render pixel
+    c, sn = torch.cos(t) * step, torch.sin(t) * step
+    uj, ui, vj, vi = c, sn, -sn, c                                    # d(u, v) / d(j, i)
+    arj, ari = ar.view(1, 1, 1, n), ar.view(1, 1, n, 1)
+
+    def affine(alpha, beta, gamma):
+        """alpha * du + beta * dv + gamma over the square (B, 2, n, n)."""
+        f0 = alpha * du0 + beta * dv0 + gamma
+        return (f0 + (alpha * uj + beta * vj) * arj) + (alpha * ui + beta * vi) * ari
+
     gx, gy, gz = (gh[..., i].view(B, 2, 1, 1) for i in range(3))
     gzc = gz.clamp(min=0.3)
-    zp = (r * (1 - fi * fi).sqrt() - du * gx - dv * gy) * (1.0 / gzc)
-    nb = torch.rsqrt(gz * gz + gx * gx)          # in-plane basis b1 = (gz, 0, -gx)/|.|, b2 = g x b1
+    # the iris plane's depth zp = (r cos(a) - du gx - dv gy) / gz, and its in-plane basis
+    # b1 = (gz, 0, -gx)/|.|, b2 = g x b1; qa, qb: in-plane coordinates in iris radii
+    za, zb, zc = -gx / gzc, -gy / gzc, r * (1 - fi * fi).sqrt() / gzc
+    nb = torch.rsqrt(gz * gz + gx * gx)
     b1x, b1z = gz * nb, -gx * nb
     b2x, b2y, b2z = gy * b1z, gz * b1x - gx * b1z, -gy * b1x
-    qa = du * b1x + zp * b1z
-    qb = du * b2x + dv * b2y + zp * b2z
-    qr = torch.hypot(qa, qb).mul_(1.0 / ri)                         # 1 at the limbus
+    iri = 1.0 / ri
+    qa = affine((b1x + b1z * za) * iri, b1z * zb * iri, b1z * zc * iri)
+    qb = affine((b2x + b2z * za) * iri, (b2y + b2z * zb) * iri, b2z * zc * iri)
+    qr = torch.hypot(qa, qb)                                         # 1 at the limbus
     theta = torch.atan2(qb, qa)
     grid = torch.stack([theta.mul_(1 / math.pi), qr.clamp(max=1.2).mul_(2 / 1.2).sub_(1)], -1)
     iz = torch.cat([p["iris_tex"], p["iris_tex"][..., :1]], -1)
@@ -537,8 +553,9 @@ def _iris_layer(p, s, ox, oy, hs, ws, pxu):
     pf = _v(p, "pupil_frac")
     radial = ((qr - pf) * (1.0 / (1 - pf))).clamp_(0, 1)
     inner = _exp(radial.square_().mul_(-1 / 0.35 ** 2)).mul_(_v(p, "iris_inner"))
-    limbal = 1 - _v(p, "limbus") * ((qr - 0.78) * (1 / 0.22)).clamp_(0, 1) ** 1.5
-    nl = (du * _v(p, "lx") + dv * _v(p, "ly")).mul_(1.0 / r).add_(_v(p, "lz") * 0.8)
+    lr = ((qr - 0.78) * (1 / 0.22)).clamp_(0, 1)
+    limbal = lr.sqrt().mul_(lr).mul_(-_v(p, "limbus")).add_(1)       # 1 - limbus * lr^1.5
+    nl = affine(_v(p, "lx") / r, _v(p, "ly") / r, _v(p, "lz") * 0.8)
     ilum = (fib * 0.28 + hue * 0.12 + 1).mul_(_v(p, "iris_bright")).mul_(limbal).mul_(nl.clamp_(0, 1).mul_(0.2).add_(0.8))
     front = (gz > 0.05).float()
     rpx = ri * pxu
