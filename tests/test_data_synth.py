@@ -279,10 +279,12 @@ def test_threads_do_not_change_pixels_and_restore_torch_threads():
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        a = render_pairs(70, 21, chunk=16, threads=1)
-        b = render_pairs(70, 21, chunk=16, threads=3)       # more threads than cores, 5 chunks
-        c = render_pairs(70, 21, chunk=16)                  # default: torch.get_num_threads()
+        a = render_pairs(70, 21, chunk=16)                  # default: 1, ops use 2 intra-op threads
+        b = render_pairs(70, 21, chunk=16, threads=3)       # more Python threads than cores, 5 chunks
         assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        c = render_pairs(70, 21, chunk=16, threads=2)
+        assert torch.get_num_threads() == 1
         for k in a:
             assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]), k
     finally:
