@@ -612,19 +612,21 @@ def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy, layers: bool = False):
     D_up = (a_up * -pxu).add_(0.5)
     D_lo = (b_lo * pxu).add_(0.5)
     opening = D_up.clamp(0, 1).mul_(D_lo.clamp(0, 1)).mul_(open_u)
-    shadow = _exp((a_up * (1.0 / _v(p, "lid_shadow_w"))).clamp_(max=0)).mul_(-_v(p, "lid_shadow")).add_(1)
-    shadow.mul_((b_lo * -12.5).add_(1).clamp_(0, 1).mul_(-0.25).add_(1))
+    # (|a_up| / lid_shadow_w stays below ~30 in the window: no denormal exp)
+    shadow = (a_up * (1.0 / _v(p, "lid_shadow_w"))).clamp_(max=0).exp_().mul_(-_v(p, "lid_shadow")).add_(1)
+    shadow.mul_((b_lo * 3.125).add_(0.75).clamp_(0.75, 1))         # 1 - 0.25 clamp(1 - 12.5 b_lo, 0, 1)
     strands = torch.add(lash_base, a_up, alpha=12.0).sin_().mul_(0.5).add_(0.5).square_()
     la = (a_up * (-1.0 / _v(p, "lash_line"))).add_(1).clamp_(0, 1).mul_((2.0 - D_up).clamp_(0, 1))
     la.addcmul_(strands.mul_((a_up * (-1.0 / _v(p, "lash_len"))).add_(1).clamp_(0, 1)), (1 - D_up).clamp_(0, 1))
     la = la.mul_(density).clamp_(max=1).mul_(_v(p, "lash_dark"))
-    lla = (b_lo * 25.0).add_(1).clamp_(0, 1).mul_((1.5 - D_lo).clamp_(0, 1)).mul_(density.mul_(0.35))
+    Wt = torch.empty(B, 6, 2, h, w, device=u.device)
+    lla = torch.mul((b_lo * 25.0).add_(1).clamp_(0, 1).mul_((1.5 - D_lo).clamp_(0, 1)), density.mul_(0.35),
+                    out=Wt[:, 5])                       # lower lash line
     # premultiplied weights of each colour, front to back
     nlla = 1 - lla
     q = (1 - la).mul_(nlla)
     M = opening * q
     T = q.sub_(M)
-    Wt = torch.empty(B, 6, 2, h, w, device=u.device)
     Me = M * shadow.mul_(nglint)
     torch.mul(Me, car_lum, out=Wt[:, 3])                # caruncle
     Mn = Me.mul_(ncar)                                  # not the caruncle: the sclera (the iris comes later)
@@ -632,7 +634,6 @@ def render_eye(p, z, u, v, up, lo, pxu, s, ox, oy, layers: bool = False):
     torch.mul(Wt[:, 0], vein, out=Wt[:, 1])             # vein tint (a negative colour)
     torch.mul(M, glint, out=Wt[:, 2])                   # glint
     torch.mul(la, nlla, out=Wt[:, 4])                   # lashes
-    Wt[:, 5] = lla                                      # lower lash line
     cols = p["eye_colours"]                             # (B, 9, 3)
     E = torch.bmm(cols[:, [0, 1, 6, 5, 7, 8]].transpose(1, 2), Wt.view(B, 6, -1)).view(B, 3, 2, h * w)
     # the iris and pupil: replace the sclera by them inside each image's square
