@@ -10,6 +10,18 @@ STATUS=0
 
 $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible to torch')" || exit 1
 unset TRITON_INTERPRET
+# The GPU machine may have no network: install from a carried wheelhouse/ when there is one
+# (made beforehand with `pip download -d wheelhouse safetensors pytest-benchmark ...` for its
+# Python), then say up front which Python modules are still missing.
+if [ -d wheelhouse ]; then
+    $PY -m pip install -q --no-index --find-links wheelhouse wheelhouse/*.whl || true
+fi
+$PY - <<'PYEOF'
+import importlib.util
+need = ["numpy", "safetensors", "pytest", "pytest_benchmark", "PIL", "tqdm", "cv2", "skimage"]
+missing = [m for m in need if importlib.util.find_spec(m) is None]
+print("== missing Python modules (tests needing them skip or fail):", ", ".join(missing) if missing else "none")
+PYEOF
 DATE=$(date +%Y-%m-%d)
 DEVICE=$($PY -c "import re, torch; print(re.sub(r'[^A-Za-z0-9]+', '-', torch.cuda.get_device_name()).strip('-'))")
 OUT=benchmarks/results/${DATE}-${DEVICE}
