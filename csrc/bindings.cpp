@@ -51,6 +51,17 @@ void check_param(const torch::Tensor& t, const char* name, std::initializer_list
   }
 }
 
+// A tower head's folded parameters: 1x1 conv (hidden, C) + bias, then 1x1 conv (2, hidden) + bias.
+void check_head(const torch::Tensor& w1, const torch::Tensor& b1, const torch::Tensor& w2, const torch::Tensor& b2,
+                int64_t C, const torch::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK(w1.dim() == 2, "w1 must have shape (hidden, C), got ", shape_str(w1));
+  const int64_t Ch = w1.size(0);
+  check_param(w1, "w1", {Ch, C}, ref, ref_name);
+  check_param(b1, "b1", {Ch}, ref, ref_name);
+  check_param(w2, "w2", {2, Ch}, ref, ref_name);
+  check_param(b2, "b2", {2}, ref, ref_name);
+}
+
 // (B, C, H, W) with rows and channels packed: only the batch stride may differ, so that
 // channel slices of a bigger stack (eyes = x[:, 0:3]) need no copy.
 torch::Tensor packed_planes(const torch::Tensor& t) {
@@ -91,12 +102,7 @@ torch::Tensor coarse_tail(const torch::Tensor& feat, const torch::Tensor& w1, co
               shape_str(eyes));
   TORCH_CHECK(eyes.numel() > 0 && feat.numel() > 0, "feat and eyes must not be empty");
   const int64_t C = feat.size(1);
-  TORCH_CHECK(w1.dim() == 2, "w1 must have shape (hidden, C), got ", shape_str(w1));
-  const int64_t Ch = w1.size(0);
-  check_param(w1, "w1", {Ch, C}, feat, "feat");
-  check_param(b1, "b1", {Ch}, feat, "feat");
-  check_param(w2, "w2", {2, Ch}, feat, "feat");
-  check_param(b2, "b2", {2}, feat, "feat");
+  check_head(w1, b1, w2, b2, C, feat, "feat");
 #ifdef DEEPWARP_WITH_CUDA
   if (feat.is_cuda()) return coarse_tail_cuda(feat.contiguous(), w1, b1, w2, b2, eyes.contiguous(), scale_x, scale_y);
 #endif
@@ -127,12 +133,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> fine_tail
   TORCH_CHECK(up_c.size(0) == B && up_c.size(1) == 2 && up_c.size(2) == H && up_c.size(3) == W,
               "up_c must have shape (", B, ", 2, ", H, ", ", W, "), got ", shape_str(up_c));
   const int64_t Cf = feat_f.size(1);
-  TORCH_CHECK(w1.dim() == 2, "w1 must have shape (hidden, C), got ", shape_str(w1));
-  const int64_t Ch = w1.size(0);
-  check_param(w1, "w1", {Ch, Cf}, feat_f, "feat_f");
-  check_param(b1, "b1", {Ch}, feat_f, "feat_f");
-  check_param(w2, "w2", {2, Ch}, feat_f, "feat_f");
-  check_param(b2, "b2", {2}, feat_f, "feat_f");
+  check_head(w1, b1, w2, b2, Cf, feat_f, "feat_f");
   const bool use_lcm = lw1.has_value() && lw1->defined();
   if (use_lcm) {
     for (auto p : {std::make_pair(&lb1, "lcm_b1"), std::make_pair(&lw2, "lcm_w2"), std::make_pair(&lb2, "lcm_b2"),
