@@ -77,6 +77,26 @@ def coarse_tail_reference(feat, w1, b1, w2, b2, eyes, scale_x: float, scale_y: f
     return torch.cat([eyes, coarse, up], dim=1)
 
 
+def _lcm_logits_reference(feat_f: Tensor, feat_c: Tensor, lcm) -> Tensor:
+    """The LCM's logits (B, 2, H, W) from cat(nearest-upsample(feat_c), feat_f) and its
+    folded parameters ``lcm`` = (w1, b1, w2, b2, w3, b3)."""
+    lw1, lb1, lw2, lb2, lw3, lb3 = (t.to(feat_f.dtype) for t in lcm)
+    x = torch.cat([F.interpolate(feat_c, size=feat_f.shape[-2:], mode="nearest"), feat_f], dim=1)
+    x = F.relu(F.conv2d(x, lw1[:, :, None, None], lb1))
+    x = F.relu(F.conv2d(x, lw2[:, :, None, None], lb2))
+    return F.conv2d(x, lw3[:, :, None, None], lb3)
+
+
+def fields_tail_reference(feat_f, feat_c, up_c, w1, b1, w2, b2, lcm=None, scale_x: float = 1.0, scale_y: float = 1.0):
+    """(flow, mask) of ``fine_tail_reference`` without the warp and the blend: flow =
+    pixels(U_c + head(feat_f)); mask = sigmoid(l1 - l0), or None without ``lcm``."""
+    flow = _pixel_scale(up_c + _head_reference(feat_f, w1, b1, w2, b2), scale_x, scale_y)
+    if lcm is None:
+        return flow, None
+    logits = _lcm_logits_reference(feat_f, feat_c, lcm)
+    return flow, torch.sigmoid(logits[:, 1:2] - logits[:, 0:1])
+
+
 def fine_tail_reference(feat_f, feat_c, eyes, up_c, w1, b1, w2, b2, lcm=None, scale_x: float = 1.0, scale_y: float = 1.0,
                         intermediates: bool = False, backend: str = "reference"):
     """(output, fine, flow, mask): flow = pixels(U_c + head(feat_f)), fine = warp(eyes, flow);
@@ -89,11 +109,7 @@ def fine_tail_reference(feat_f, feat_c, eyes, up_c, w1, b1, w2, b2, lcm=None, sc
     mask = eyes.new_empty(0)
     out = fine
     if lcm is not None:
-        lw1, lb1, lw2, lb2, lw3, lb3 = (t.to(eyes.dtype) for t in lcm)
-        x = torch.cat([F.interpolate(feat_c, size=(H, W), mode="nearest"), feat_f], dim=1)
-        x = F.relu(F.conv2d(x, lw1[:, :, None, None], lb1))
-        x = F.relu(F.conv2d(x, lw2[:, :, None, None], lb2))
-        logits = F.conv2d(x, lw3[:, :, None, None], lb3)
+        logits = _lcm_logits_reference(feat_f, feat_c, lcm)
         out = ops.lcm_blend(fine, logits, backend=backend)
         if intermediates:
             mask = torch.sigmoid(logits[:, 1:2] - logits[:, 0:1])
@@ -309,7 +325,18 @@ class AcceleratedDeepWarp(nn.Module):
         if self.cuda_graphs and eyes.is_cuda and not return_intermediates:
             return self._graph_forward(eyes, anchors, angles)
         with torch.no_grad():
-            return self._forward(eyes, anchors, angles, return_intermediates)
+            return self._forward(eyes, anchors, angles, "intermediates" if return_intermediates else "output")
+
+    def fields(self, eyes: Tensor, anchors: Tensor, angles: Tensor, *, validate: bool = True):
+        """``(flow, mask)``: the warp without applying it (see :meth:`DeepWarp.fields`). The
+        towers run fused; the heads and the LCM's 1x1 layers run in PyTorch, and the
+        patch-resolution warp and blend are skipped."""
+        if validate:
+            check_inputs(eyes, anchors, angles, self.config)
+        if not self.fused:
+            return self.reference.fields(eyes, anchors, angles, validate=False)
+        with torch.no_grad():
+            return self._forward(eyes, anchors, angles, "fields")
 
     def _map_term(self, name: str, vec: Tensor) -> Tensor:
         """P + A[b] @ inb, (B, Cout, h, w): the first layer's response to the input maps."""
@@ -319,7 +346,8 @@ class AcceleratedDeepWarp(nn.Module):
         A = (vec @ M).view(B, Cout, -1)
         return torch.baddbmm(P.unsqueeze(0), A, inb.expand(B, *inb.shape))
 
-    def _forward(self, eyes: Tensor, anchors: Tensor, angles: Tensor, return_intermediates: bool):
+    def _forward(self, eyes: Tensor, anchors: Tensor, angles: Tensor, mode: str):
+        return_intermediates = mode == "intermediates"
         cfg = self.config
         in_dtype = eyes.dtype
         dt = self.dtype or in_dtype
@@ -353,6 +381,9 @@ class AcceleratedDeepWarp(nn.Module):
         up_c = x_fine[:, 2 * C:2 * C + 2]
         head_f = (self.fine_head_w1, self.fine_head_b1, self.fine_head_w2, self.fine_head_b2)
         lcm = tuple(getattr(self, n) for n in ("lcm_w1", "lcm_b1", "lcm_w2", "lcm_b2", "lcm_w3", "lcm_b3")) if cfg.use_lcm else None
+        if mode == "fields":
+            flow, mask = fields_tail_reference(feat_f, feat_c, up_c, *head_f, lcm=lcm, scale_x=self.scale_x, scale_y=self.scale_y)
+            return flow.to(in_dtype), (mask.to(in_dtype) if mask is not None else None)
         if ext:
             out, fine, flow, mask = fine_tail(feat_f, feat_c if lcm else None, x_fine[:, :C], up_c, *head_f,
                                               *(lcm or (None,) * 6), self.scale_x, self.scale_y, return_intermediates)
@@ -379,11 +410,11 @@ class AcceleratedDeepWarp(nn.Module):
             stream.wait_stream(torch.cuda.current_stream(eyes.device))
             with torch.cuda.stream(stream), torch.no_grad():
                 for _ in range(2):  # warm-up: lazy inits and allocator pools outside the capture
-                    self._forward(*static, False)
+                    self._forward(*static, "output")
             torch.cuda.current_stream(eyes.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph), torch.no_grad():
-                out = self._forward(*static, False)
+                out = self._forward(*static, "output")
             entry = self._graphs[key] = (graph, static, out)
         graph, static, out = entry
         for dst, src in zip(static, (eyes, anchors, angles)):

@@ -152,10 +152,25 @@ class DeepWarp(nn.Module):
     def forward(self, eyes, anchors, angles, *, return_intermediates: bool = False, validate: bool = True):
         if validate:
             check_inputs(eyes, anchors, angles, self.config)
+        return self._run(eyes, anchors, angles, "intermediates" if return_intermediates else "output")
+
+    def fields(self, eyes, anchors, angles, *, validate: bool = True):
+        """The warp the network predicts, without applying it: ``(flow, mask)`` with the
+        total backward flow in patch pixels (B, 2, H, W) and the LCM mask
+        M = sigmoid(l1 - l0) (B, 1, H, W) (None without the LCM). ``forward`` equals
+        ``lcm_blend(warp(eyes, flow), M)``; the face pipeline applies these fields to the
+        frame's own pixels instead (SPEC.md, "warp_frame")."""
+        if validate:
+            check_inputs(eyes, anchors, angles, self.config)
+        return self._run(eyes, anchors, angles, "fields")
+
+    def _run(self, eyes, anchors, angles, mode: str):
         be = self.backend
         H, W = self.config.height, self.config.width
         eyes = eyes.contiguous()
         embedding = self.angle_embedding(angles.to(eyes.dtype))
+        want_image = mode != "fields"
+        coarse = fine = coarse_flow = None
         if ops.resolve_backend(be, eyes.device, "DeepWarp") == "triton":
             # Fused path: the pooled stack is written directly, the fine input stack
             # cat(x, O_c, U_c) is one buffer filled by two kernels, and the fine warp reads
@@ -168,8 +183,9 @@ class DeepWarp(nn.Module):
             c_in = self.config.input_channels
             coarse = x_f[:, c_in : c_in + eyes.shape[1]]
             flow_r, feat_f = self.fine(x_f)
-            fine = kernels.warp_normalized(eyes, flow_c, flow_r)
-            if return_intermediates:
+            if want_image:
+                fine = kernels.warp_normalized(eyes, flow_c, flow_r)
+            if mode != "output":
                 up_c = F.interpolate(flow_c, size=(H, W), mode="nearest")
                 coarse_flow = ops.flow_to_pixels(up_c)
                 flow = ops.flow_to_pixels(up_c + flow_r)
@@ -183,17 +199,21 @@ class DeepWarp(nn.Module):
 
             flow_r, feat_f = self.fine(torch.cat([x, coarse, up_c], dim=1))
             flow = ops.flow_to_pixels(up_c + flow_r)
-            fine = ops.warp(eyes, flow, backend=be)
+            if want_image:
+                fine = ops.warp(eyes, flow, backend=be)
 
         mask = None
         out = fine
         if self.lcm is not None:
             feat_c_up = F.interpolate(feat_c, size=(H, W), mode="nearest")
             logits = self.lcm(torch.cat([feat_c_up, feat_f], dim=1))
-            out = ops.lcm_blend(fine, logits, backend=be)
-            if return_intermediates:
+            if want_image:
+                out = ops.lcm_blend(fine, logits, backend=be)
+            if mode != "output":
                 mask = torch.sigmoid(logits[:, 1:2] - logits[:, 0:1])
-        if return_intermediates:
+        if mode == "fields":
+            return flow, mask
+        if mode == "intermediates":
             return DeepWarpOutput(out, coarse, fine, flow, coarse_flow, mask)
         return out
 

@@ -6,6 +6,7 @@ backend="auto")`` that routes to a fast backend when one is available (see
 """
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import torch
@@ -156,3 +157,176 @@ def fold_bn(weight: torch.Tensor, bn: torch.nn.BatchNorm2d, bias: "torch.Tensor 
     b0 = bias if bias is not None else torch.zeros_like(bn.running_mean)
     b = (b0 - bn.running_mean) * scale + bn.bias
     return w, b
+
+
+# ----------------------------------------------------------------------- warp_frame
+# Resampling kernels for the frame: name -> (taps per axis, weight function). The
+# weights of one axis are w(t - k) for the taps k = 1 - T/2 .. T/2 around floor(s),
+# t = s - floor(s), normalised to sum 1. Each is exactly (0, .., 1, .., 0) at t = 0,
+# so a zero flow reproduces the frame bit for bit.
+FRAME_KERNELS = ("bilinear", "bicubic", "lanczos4")
+_KERNEL_TAPS = {"bilinear": 2, "bicubic": 4, "lanczos4": 8}
+BICUBIC_A = -0.75  # Keys' cubic convolution with OpenCV's INTER_CUBIC parameter
+
+
+def frame_kernel_weights(t: torch.Tensor, kernel: str) -> torch.Tensor:
+    """(..., T) weights of the taps floor(s) + k, k = 1 - T/2 .. T/2, at fractions ``t`` (...)."""
+    T = _KERNEL_TAPS[kernel]
+    k = torch.arange(1 - T // 2, T // 2 + 1, device=t.device, dtype=t.dtype)
+    d = (t.unsqueeze(-1) - k).abs()
+    if kernel == "bilinear":
+        w = (1 - d).clamp(min=0)
+    elif kernel == "bicubic":
+        a = BICUBIC_A
+        w = torch.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                        torch.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, torch.zeros_like(d)))
+    else:  # lanczos4: sinc(d) sinc(d / 4), |d| < 4
+        pd = torch.pi * d
+        safe = torch.where(d > 0, pd, torch.ones_like(pd))
+        w = torch.where(d > 0, 4 * torch.sin(safe) * torch.sin(safe / 4) / (safe * safe), torch.ones_like(d))
+        # exact zeros at the other integers (sin(pi k) is not 0 in floating point) and beyond 4
+        w = torch.where((d < 4) & ((d == 0) | (d != d.round())), w, torch.zeros_like(w))
+    return w / w.sum(-1, keepdim=True)
+
+
+def _bilinear_clamped(field: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) field sampled bilinearly at patch coordinates (u, v) (any shape), border
+    replicate: returns (C, *u.shape)."""
+    C, h, w = field.shape
+    u = u.clamp(0, w - 1)
+    v = v.clamp(0, h - 1)
+    u0 = u.floor().clamp(max=w - 1)
+    v0 = v.floor().clamp(max=h - 1)
+    fu, fv = u - u0, v - v0
+    u0, v0 = u0.long(), v0.long()
+    u1, v1 = (u0 + 1).clamp(max=w - 1), (v0 + 1).clamp(max=h - 1)
+    f = field.reshape(C, h * w)
+
+    def g(vi, ui):
+        return f[:, (vi * w + ui).reshape(-1)].reshape(C, *u.shape)
+
+    return (g(v0, u0) * (1 - fu) + g(v0, u1) * fu) * (1 - fv) + (g(v1, u0) * (1 - fu) + g(v1, u1) * fu) * fv
+
+
+def warp_frame_footprint(A: torch.Tensor, h: int, w: int, frame_h: int, frame_w: int):
+    """The frame box (x0, y0, x1, y1), clipped, holding every frame pixel whose patch
+    position A p lies inside the patch's pixel area [-0.5, w - 0.5] x [-0.5, h - 0.5]
+    (where a feather that is zero on the patch border can be positive)."""
+    A = A.double().cpu()
+    M = torch.linalg.inv(A[:, :2])
+    corners = torch.tensor([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]], dtype=torch.float64)
+    pts = (corners - A[:, 2]) @ M.T
+    x0 = max(0, int(math.floor(float(pts[:, 0].min()))))
+    y0 = max(0, int(math.floor(float(pts[:, 1].min()))))
+    x1 = min(frame_w, int(math.ceil(float(pts[:, 0].max()))) + 1)
+    y1 = min(frame_h, int(math.ceil(float(pts[:, 1].max()))) + 1)
+    return x0, y0, x1, y1
+
+
+def _feather_at(feather: torch.Tensor, A: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Feather weight of one eye at frame pixels (xs, ys): bilinear, zero outside the patch."""
+    h, w = feather.shape
+    u = A[0, 0] * xs + A[0, 1] * ys + A[0, 2]
+    v = A[1, 0] * xs + A[1, 1] * ys + A[1, 2]
+    padded = F.pad(feather.float(), (1, 1, 1, 1))[None]  # zero ring: taps outside the patch are 0
+    wgt = _bilinear_clamped(padded, u.float() + 1, v.float() + 1)[0]
+    inside = (u > -1) & (u < w) & (v > -1) & (v < h)
+    return torch.where(inside, wgt, torch.zeros_like(wgt))
+
+
+def frame_maxval(dtype: torch.dtype) -> float:
+    """The white of a frame's dtype: 255 for uint8, 65535 for uint16, 1 for floats."""
+    if dtype == torch.uint8:
+        return 255.0
+    if dtype == torch.uint16:
+        return 65535.0
+    if dtype.is_floating_point:
+        return 1.0
+    raise TypeError(f"frames must be uint8, uint16 or floating point, got {dtype}")
+
+
+def warp_frame_reference(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor, flow: torch.Tensor,
+                         mask: "torch.Tensor | None", feather: torch.Tensor, kernel: str = "lanczos4",
+                         channels: "int | None" = None) -> torch.Tensor:
+    """DeepWarp's fields applied to the frames' own pixels (SPEC.md, "warp_frame").
+
+    frames: (N, H, W, C) uint8, uint16 or float ([0, 1]); frame_index: (E,) which frame
+    each eye is in; A: (E, 2, 3) frame pixel -> patch pixel affines; flow: (E, 2, h, w)
+    the network's total backward flow in patch pixels; mask: (E, 1, h, w) the LCM mask
+    M or None; feather: (h, w) or (E, h, w) blend weights in [0, 1], zero on the patch
+    border; kernel: "lanczos4" (default), "bicubic" or "bilinear"; channels: how many
+    leading channels are warped (the rest, e.g. alpha, are copied). Returns new frames.
+
+    For a frame pixel p with feather weight f = bilinear(feather, A p) > 0:
+    q = A p, d = bilinear(flow, q), s = p + L^-1 d (L = A's linear part),
+    v = clamp(kernel(frame, s), 0, white), m = bilinear(mask, q), v = v + m (white - v),
+    out = p's value + f (v - p's value), rounded half to even and clamped for integer
+    frames. Fields are sampled with border replicate, the frame too. Every eye reads
+    the input frames. Where footprints overlap, the eye with the larger feather weight
+    at p wins (ties: the later eye). Pixels with f = 0 keep their value bit for bit.
+    """
+    if kernel not in FRAME_KERNELS:
+        raise ValueError(f"kernel must be one of {FRAME_KERNELS}, got {kernel!r}")
+    N, Hf, Wf, Ctot = frames.shape
+    C = Ctot if channels is None else int(channels)
+    E, _, h, w = flow.shape
+    white = frame_maxval(frames.dtype)
+    is_int = not frames.dtype.is_floating_point
+    out = frames.clone()
+    if E == 0:
+        return out
+    feathers = feather.expand(E, h, w) if feather.dim() == 2 else feather
+    A64 = A.detach().double().cpu()
+    fidx = [int(i) for i in frame_index.tolist()]
+    T = _KERNEL_TAPS[kernel]
+    for e in range(E):
+        n = fidx[e]
+        x0, y0, x1, y1 = warp_frame_footprint(A64[e], h, w, Hf, Wf)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=torch.float64), torch.arange(x0, x1, dtype=torch.float64), indexing="ij")
+        fw = _feather_at(feathers[e].cpu(), A64[e], xs, ys)
+        keep = fw > 0
+        for j in range(E):  # overlaps: the larger weight wins, ties go to the later eye
+            if j == e or fidx[j] != n:
+                continue
+            fj = _feather_at(feathers[j].cpu(), A64[j], xs, ys)
+            keep &= ~((fj > fw) | ((fj == fw) & (j > e)))
+        if not bool(keep.any()):
+            continue
+        Ae = A64[e].float()
+        u = (Ae[0, 0] * xs + Ae[0, 1] * ys + Ae[0, 2]).float()
+        v = (Ae[1, 0] * xs + Ae[1, 1] * ys + Ae[1, 2]).float()
+        d = _bilinear_clamped(flow[e].detach().float().cpu(), u, v)
+        Linv = torch.linalg.inv(A64[e, :, :2]).float()
+        sx = xs.float() + Linv[0, 0] * d[0] + Linv[0, 1] * d[1]
+        sy = ys.float() + Linv[1, 0] * d[0] + Linv[1, 1] * d[1]
+        fx, fy = sx.floor(), sy.floor()
+        wx = frame_kernel_weights(sx - fx, kernel)  # (h', w', T)
+        wy = frame_kernel_weights(sy - fy, kernel)
+        k = torch.arange(1 - T // 2, T // 2 + 1)
+        ix = (fx.long().unsqueeze(-1) + k).clamp(0, Wf - 1)
+        iy = (fy.long().unsqueeze(-1) + k).clamp(0, Hf - 1)
+        src = frames[n, ..., :C].cpu()
+        # (h', w', T, T, C): rows iy, columns ix
+        taps = src[iy.unsqueeze(-1), ix.unsqueeze(-2)].float()
+        val = (taps * (wy.unsqueeze(-1) * wx.unsqueeze(-2)).unsqueeze(-1)).sum((2, 3)).clamp(0, white)
+        if mask is not None:
+            m = _bilinear_clamped(mask[e].detach().float().cpu(), u, v)[0].unsqueeze(-1)
+            val = val + m * (white - val)
+        old = frames[n, y0:y1, x0:x1, :C].cpu().float()
+        new = old + fw.float().unsqueeze(-1) * (val - old)
+        if is_int:
+            new = new.round().clamp(0, white)
+        new = new.to(frames.dtype)
+        region = out[n, y0:y1, x0:x1, :C]
+        region.copy_(torch.where(keep.unsqueeze(-1).to(region.device), new.to(region.device), region))
+    return out
+
+
+def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor, flow: torch.Tensor,
+               mask: "torch.Tensor | None", feather: torch.Tensor, kernel: str = "lanczos4",
+               channels: "int | None" = None, backend: str = "auto") -> torch.Tensor:
+    """``warp_frame_reference`` semantics on the chosen backend."""
+    be = resolve_backend(backend, frames.device, "ops.warp_frame")
+    return warp_frame_reference(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=channels)

@@ -25,12 +25,13 @@ from ..config import DeepWarpConfig
 from .eyes import EYE_CORNERS, EYE_POINTS, EyeCrop, eye_aspect_ratio, eye_crop, extract_patch
 from .io import _check_color, image_format
 from .landmarks import Box, FaceDetector
-from .paste import paste_patch
+from .paste import feather_mask, paste_patch
 from .profile import StageTimes, timer
 from .pupil import estimate_pupil
 from .tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF, FaceTracker, OneEuroFilter, Track
 
 SIDES = ("image_left", "image_right")
+PASTE_MODES = ("native", "patch")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -190,13 +191,32 @@ class GazeRedirector:
     are narrower (corner to corner, pixels) are found but skipped, with a message.
     closed_eye_ratio: an eye whose opening/width ratio is below it is left as it is.
     min_score: the detector score a new face needs (dlib HOG; false alarms score low).
+    paste: "native" (default) applies the network's flow and LCM mask to the frame's own
+    pixels at full resolution (``ops.warp_frame``: the eye keeps its sharpness);
+    "patch" pastes the network's 51x41 output patch back through the inverse crop (the
+    original DeepWarp pipeline; softer on large eyes). A model without a ``fields``
+    method (any callable returning images) always uses "patch".
+    kernel: the frame resampling kernel of the native paste: "lanczos4" (default, the
+    sharpest), "bicubic" or "bilinear".
+    null_correction (native paste): subtract the fields the model predicts for the same
+    eye at angle 0 (its bias: at angle 0 the true warp is the identity), so angle 0
+    leaves the frame unchanged bit for bit and small angles move only the eye. Costs a
+    second batch through the model.
     """
 
     def __init__(self, model: Optional[Callable] = None, *, weights=None, backend: str = "auto", device=None,
                  config: Optional[DeepWarpConfig] = None, level_roll: bool = True, min_face: int = 80,
                  min_eye_px: float = 10.0, closed_eye_ratio: float = 0.12, max_faces: Optional[int] = None,
-                 min_score: float = 0.3):
+                 min_score: float = 0.3, paste: str = "native", kernel: str = "lanczos4",
+                 null_correction: bool = True):
         import torch
+
+        from ..ops import FRAME_KERNELS
+
+        if paste not in PASTE_MODES:
+            raise ValueError(f"paste must be one of {PASTE_MODES}, got {paste!r}")
+        if kernel not in FRAME_KERNELS:
+            raise ValueError(f"kernel must be one of {FRAME_KERNELS}, got {kernel!r}")
 
         if model is None:
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -206,6 +226,9 @@ class GazeRedirector:
         if not callable(model):
             raise TypeError(f"model must be callable as model(eyes, anchors, angles), got {type(model).__name__}")
         self.model = model
+        self.paste = paste
+        self.kernel = kernel
+        self.null_correction = bool(null_correction)
         self.config = config or getattr(model, "config", None) or DeepWarpConfig()
         if device is None:
             params = getattr(model, "parameters", None)
@@ -322,18 +345,77 @@ class GazeRedirector:
                     batch_eyes.append(eye)
         if not batch_eyes:
             return RedirectResult(out, faces, messages)
+        native = self.paste == "native" and callable(getattr(self.model, "fields", None))
         with t("model"):
             eyes_t = torch.from_numpy(np.stack(batch_patches)).permute(0, 3, 1, 2).to(self.device).contiguous()
             anchors_t = torch.from_numpy(np.stack(batch_anchors).astype(np.float32)).to(self.device)
             angles_t = torch.tensor(batch_angles, dtype=torch.float32, device=self.device)
             with torch.inference_mode():
-                res = self.model(eyes_t, anchors_t, angles_t)
-            res = res.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+                if native:
+                    flow, mask = self._fields(eyes_t, anchors_t, angles_t)
+                    finite = torch.isfinite(flow).flatten(1).all(1)
+                    if mask is not None:
+                        finite &= torch.isfinite(mask).flatten(1).all(1)
+                else:
+                    res = self.model(eyes_t, anchors_t, angles_t).float()
+                    finite = torch.isfinite(res).flatten(1).all(1).cpu()
+                    res = res.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        ok = finite.tolist()
+        for eye, good in zip(batch_eyes, ok):
+            if not good:
+                eye.skipped = "the model's output is not finite"
+                messages.append(f"the {eye.side.replace('_', '-')} eye: the model returned NaN or infinite values "
+                                "(damaged weights?); left unchanged")
+                warnings.warn(messages[-1], RuntimeWarning, stacklevel=3)
         with t("paste"):
-            for eye, patch in zip(batch_eyes, res):
-                paste_patch(out, frame.from_rgb01(patch), eye.crop, frame.maxval, frame.paste_channels())
-                eye.redirected = True
+            if native:
+                keep = [i for i, good in enumerate(ok) if good]
+                if keep:
+                    out = self._warp_native(out, frame, [batch_eyes[i] for i in keep], flow[keep],
+                                            mask[keep] if mask is not None else None)
+            else:
+                for eye, patch, good in zip(batch_eyes, res, ok):
+                    if good:
+                        paste_patch(out, frame.from_rgb01(patch), eye.crop, frame.maxval, frame.paste_channels())
+                        eye.redirected = True
         return RedirectResult(out, faces, messages)
+
+    def _fields(self, eyes_t, anchors_t, angles_t):
+        """(flow, mask) on the CPU; with ``null_correction``, minus the fields the model
+        predicts for the same eyes at angle 0 (one batch of both)."""
+        import torch
+
+        if not self.null_correction:
+            flow, mask = self.model.fields(eyes_t, anchors_t, angles_t)
+            return flow.float().cpu(), (mask.float().cpu() if mask is not None else None)
+        E = eyes_t.shape[0]
+        if not bool(angles_t.any()):  # angle 0 with the correction: exactly nothing to do
+            h, w = eyes_t.shape[-2:]
+            return torch.zeros(E, 2, h, w), torch.zeros(E, 1, h, w)
+        flow, mask = self.model.fields(torch.cat([eyes_t, eyes_t]), torch.cat([anchors_t, anchors_t]),
+                                       torch.cat([angles_t, torch.zeros_like(angles_t)]))
+        flow = (flow[:E] - flow[E:]).float().cpu()
+        if mask is not None:
+            mask = (mask[:E] - mask[E:]).clamp(0, 1).float().cpu()
+        return flow, mask
+
+    def _warp_native(self, out: np.ndarray, frame: "_Frame", eyes: List[EyeResult], flow, mask) -> np.ndarray:
+        """Apply the fields of ``eyes`` to ``out`` (a copy of the frame) at full resolution."""
+        import torch
+
+        from ..ops import warp_frame
+
+        cfg = self.config
+        arr = out if out.ndim == 3 else out[..., None]
+        frames = torch.from_numpy(np.ascontiguousarray(arr))[None]
+        A = torch.from_numpy(np.stack([e.crop.A for e in eyes]))
+        feather = torch.from_numpy(feather_mask(cfg.height, cfg.width))
+        index = torch.zeros(len(eyes), dtype=torch.long)
+        warped = warp_frame(frames, index, A, flow, mask, feather, kernel=self.kernel,
+                            channels=min(frame.channels, 3), backend="auto")
+        for e in eyes:
+            e.redirected = True
+        return warped[0].numpy().reshape(out.shape)
 
 
 class GazeStream:
