@@ -167,6 +167,41 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> fine_tail
                        lw2, lb2, lw3, lb3, scale_x, scale_y, intermediates);
 }
 
+torch::Tensor warp_frame(const torch::Tensor& frames, const torch::Tensor& params, const torch::Tensor& boxes,
+                         const torch::Tensor& flow, const c10::optional<torch::Tensor>& mask_opt,
+                         const torch::Tensor& feather, int64_t kernel, int64_t channels, int64_t largest) {
+  TORCH_CHECK(frames.defined() && frames.dim() == 4, "frames must have shape (N, H, W, C), got ",
+              frames.defined() ? shape_str(frames) : std::string("None"));
+  const auto dt = frames.scalar_type();
+  TORCH_CHECK(dt == at::kByte || dt == at::kUInt16 || dt == at::kFloat, "frames must be uint8, uint16 or float32, got ", dt);
+  TORCH_CHECK(frames.stride(3) == 1, "frames must have contiguous channels (stride 1 in the last dim)");
+  TORCH_CHECK(frames.numel() > 0, "frames must not be empty, got shape ", shape_str(frames));
+  TORCH_CHECK(kernel >= 0 && kernel <= 2, "kernel must be 0 (bilinear), 1 (bicubic) or 2 (lanczos4), got ", kernel);
+  TORCH_CHECK(channels >= 1 && channels <= frames.size(3), "channels must be in [1, ", frames.size(3), "], got ", channels);
+  TORCH_CHECK(flow.dim() == 4 && flow.size(1) == 2, "flow must have shape (E, 2, h, w), got ", shape_str(flow));
+  const int64_t E = flow.size(0), h = flow.size(2), w = flow.size(3);
+  check_param(flow, "flow", {E, 2, h, w}, frames, "frames");
+  check_param(params, "params", {E, 10}, frames, "frames");
+  TORCH_CHECK(boxes.defined() && boxes.scalar_type() == at::kInt && boxes.is_contiguous() && boxes.dim() == 2 &&
+                  boxes.size(0) == E && boxes.size(1) == 5,
+              "boxes must be a contiguous int32 (E, 5) tensor, got ", boxes.defined() ? shape_str(boxes) : std::string("None"));
+  check_device(boxes, "boxes", frames, "frames");
+  TORCH_CHECK(feather.dim() == 3 && (feather.size(0) == 1 || feather.size(0) == E), "feather must have shape (1 or E, h, w), got ",
+              shape_str(feather));
+  check_param(feather, "feather", {-1, h, w}, frames, "frames");
+  c10::optional<torch::Tensor> mask;
+  if (mask_opt.has_value() && mask_opt->defined()) {
+    check_param(*mask_opt, "mask", {E, 1, h, w}, frames, "frames");
+    mask = *mask_opt;
+  }
+#ifdef DEEPWARP_WITH_CUDA
+  if (frames.is_cuda()) return warp_frame_cuda(frames, params, boxes, flow, mask, feather, kernel, channels, largest);
+#endif
+  TORCH_CHECK(!frames.is_cuda(), "frames is a CUDA tensor but deepwarp_fast._C was built without CUDA kernels");
+  TORCH_CHECK(frames.device().is_cpu(), "frames must be a CPU or CUDA tensor, got device ", frames.device());
+  return warp_frame_cpu(frames, params, boxes, flow, mask, feather, kernel, channels);
+}
+
 bool has_cuda() {
 #ifdef DEEPWARP_WITH_CUDA
   return true;
@@ -187,6 +222,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "coarse head (1x1-ReLU-1x1-tanh), nearest upsample, warp: returns cat(eyes, coarse, up_c)", py::arg("feat"),
         py::arg("w1"), py::arg("b1"), py::arg("w2"), py::arg("b2"), py::arg("eyes"), py::arg("scale_x"),
         py::arg("scale_y"));
+  m.def("warp_frame", &deepwarp::warp_frame,
+        "the network's fields applied to whole frames (see warp_frame.h): returns new frames", py::arg("frames"),
+        py::arg("params"), py::arg("boxes"), py::arg("flow"), py::arg("mask"), py::arg("feather"), py::arg("kernel"),
+        py::arg("channels"), py::arg("largest"));
   m.def("fine_tail", &deepwarp::fine_tail,
         "fine head + flow + warp + LCM + blend: returns (output, fine, flow, mask)", py::arg("feat_f"),
         py::arg("feat_c"), py::arg("eyes"), py::arg("up_c"), py::arg("w1"), py::arg("b1"), py::arg("w2"),

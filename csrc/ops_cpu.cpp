@@ -3,6 +3,11 @@
 // pixels at a time with the pixel index innermost (so the compiler vectorises them),
 // rows split over threads with at::parallel_for.
 #include "deepwarp.h"
+#include "warp_frame.h"
+
+#include <limits>
+#include <type_traits>
+#include <vector>
 
 #include <ATen/Parallel.h>
 
@@ -235,6 +240,65 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fine_tail_cpu(
     }
   });
   return {out, fine, flow, mask};
+}
+
+}  // namespace deepwarp
+
+// ----------------------------------------------------------------------- warp_frame
+namespace deepwarp {
+namespace {
+
+template <typename T>
+void run_warp_frame_cpu(const at::Tensor& frames, at::Tensor& out, const float* pp, const int* bp, const float* fl,
+                        const float* mk, const float* fe, int E, int Hf, int Wf, int h, int w, int64_t s_n, int64_t s_h,
+                        int64_t s_w, int64_t feather_se, int64_t kernel, int64_t channels) {
+  const T* src = frames.data_ptr<T>();
+  T* dst = out.data_ptr<T>();
+  const float white = std::is_floating_point<T>::value ? 1.0f : static_cast<float>(std::numeric_limits<T>::max());
+  const bool is_int = !std::is_floating_point<T>::value;
+  // One work item per (eye, box row): rows of all eyes in one parallel loop.
+  std::vector<int64_t> first(E + 1, 0);
+  for (int e = 0; e < E; ++e) first[e + 1] = first[e] + bp[e * WF_NBOX + 4];
+  at::parallel_for(0, first[E], 4, [&](int64_t begin, int64_t end) {
+    int e = 0;
+    for (int64_t r = begin; r < end; ++r) {
+      while (r >= first[e + 1]) ++e;
+      const int* b = bp + e * WF_NBOX;
+      const int y = b[2] + static_cast<int>(r - first[e]);
+      for (int x = b[1]; x < b[1] + b[3]; ++x)
+        warp_frame_pixel<T>(src, dst, pp, bp, fl, mk, fe, E, e, x, y, Hf, Wf, h, w, s_n, s_h, s_w, feather_se, white,
+                            static_cast<int>(channels), static_cast<int>(kernel), is_int);
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor warp_frame_cpu(const at::Tensor& frames, const at::Tensor& params, const at::Tensor& boxes,
+                          const at::Tensor& flow, const c10::optional<at::Tensor>& mask, const at::Tensor& feather,
+                          int64_t kernel, int64_t channels) {
+  auto out = frames.clone();
+  const int E = static_cast<int>(flow.size(0));
+  const int h = static_cast<int>(flow.size(2)), w = static_cast<int>(flow.size(3));
+  const int Hf = static_cast<int>(frames.size(1)), Wf = static_cast<int>(frames.size(2));
+  const int64_t feather_se = feather.size(0) == 1 ? 0 : static_cast<int64_t>(h) * w;
+  const float* pp = params.data_ptr<float>();
+  const int* bp = boxes.data_ptr<int>();
+  const float* fl = flow.data_ptr<float>();
+  const float* mk = (mask.has_value() && mask->defined()) ? mask->data_ptr<float>() : nullptr;
+  const float* fe = feather.data_ptr<float>();
+  const int64_t s_n = frames.stride(0), s_h = frames.stride(1), s_w = frames.stride(2);
+  AT_DISPATCH_SWITCH(frames.scalar_type(), "warp_frame_cpu",
+    AT_DISPATCH_CASE(at::kByte, [&] {
+      run_warp_frame_cpu<scalar_t>(frames, out, pp, bp, fl, mk, fe, E, Hf, Wf, h, w, s_n, s_h, s_w, feather_se, kernel, channels);
+    })
+    AT_DISPATCH_CASE(at::kUInt16, [&] {
+      run_warp_frame_cpu<scalar_t>(frames, out, pp, bp, fl, mk, fe, E, Hf, Wf, h, w, s_n, s_h, s_w, feather_se, kernel, channels);
+    })
+    AT_DISPATCH_CASE(at::kFloat, [&] {
+      run_warp_frame_cpu<scalar_t>(frames, out, pp, bp, fl, mk, fe, E, Hf, Wf, h, w, s_n, s_h, s_w, feather_se, kernel, channels);
+    }));
+  return out;
 }
 
 }  // namespace deepwarp

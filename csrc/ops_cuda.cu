@@ -367,3 +367,65 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fine_tail_cuda(
 }
 
 }  // namespace deepwarp
+
+// ----------------------------------------------------------------------- warp_frame
+// One thread per pixel of an eye's footprint box: grid = (ceil(largest box / 256), E).
+#include "warp_frame.h"
+
+namespace deepwarp {
+namespace {
+
+template <typename T>
+__global__ void __launch_bounds__(256) _warp_frame_kernel(
+    const T* __restrict__ frames, T* __restrict__ out, const float* __restrict__ params, const int* __restrict__ boxes,
+    const float* __restrict__ flow, const float* __restrict__ mask, const float* __restrict__ feather, int E, int Hf,
+    int Wf, int h, int w, int64_t s_n, int64_t s_h, int64_t s_w, int64_t feather_se, float white, int C, int kernel,
+    bool is_int) {
+  const int e = blockIdx.y;
+  const int* b = boxes + e * WF_NBOX;
+  const int bw = b[3], bh = b[4];
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= bw * bh) return;
+  warp_frame_pixel<T>(frames, out, params, boxes, flow, mask, feather, E, e, b[1] + i % bw, b[2] + i / bw, Hf, Wf, h,
+                      w, s_n, s_h, s_w, feather_se, white, C, kernel, is_int);
+}
+
+}  // namespace
+
+at::Tensor warp_frame_cuda(const at::Tensor& frames, const at::Tensor& params, const at::Tensor& boxes,
+                           const at::Tensor& flow, const c10::optional<at::Tensor>& mask, const at::Tensor& feather,
+                           int64_t kernel, int64_t channels, int64_t largest) {
+  const c10::cuda::CUDAGuard guard(frames.device());
+  auto out = frames.clone();
+  const int E = static_cast<int>(flow.size(0));
+  if (E == 0 || largest == 0) return out;
+  const int h = static_cast<int>(flow.size(2)), w = static_cast<int>(flow.size(3));
+  const int Hf = static_cast<int>(frames.size(1)), Wf = static_cast<int>(frames.size(2));
+  const int64_t feather_se = feather.size(0) == 1 ? 0 : static_cast<int64_t>(h) * w;
+  const float* mk = (mask.has_value() && mask->defined()) ? mask->data_ptr<float>() : nullptr;
+  const dim3 grid(static_cast<unsigned>((largest + 255) / 256), static_cast<unsigned>(E));
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_SWITCH(frames.scalar_type(), "warp_frame_cuda",
+    AT_DISPATCH_CASE(at::kByte, [&] {
+      _warp_frame_kernel<scalar_t><<<grid, 256, 0, stream>>>(
+          frames.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), params.data_ptr<float>(), boxes.data_ptr<int>(),
+          flow.data_ptr<float>(), mk, feather.data_ptr<float>(), E, Hf, Wf, h, w, frames.stride(0), frames.stride(1),
+          frames.stride(2), feather_se, 255.0f, static_cast<int>(channels), static_cast<int>(kernel), true);
+    })
+    AT_DISPATCH_CASE(at::kUInt16, [&] {
+      _warp_frame_kernel<scalar_t><<<grid, 256, 0, stream>>>(
+          frames.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), params.data_ptr<float>(), boxes.data_ptr<int>(),
+          flow.data_ptr<float>(), mk, feather.data_ptr<float>(), E, Hf, Wf, h, w, frames.stride(0), frames.stride(1),
+          frames.stride(2), feather_se, 65535.0f, static_cast<int>(channels), static_cast<int>(kernel), true);
+    })
+    AT_DISPATCH_CASE(at::kFloat, [&] {
+      _warp_frame_kernel<scalar_t><<<grid, 256, 0, stream>>>(
+          frames.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), params.data_ptr<float>(), boxes.data_ptr<int>(),
+          flow.data_ptr<float>(), mk, feather.data_ptr<float>(), E, Hf, Wf, h, w, frames.stride(0), frames.stride(1),
+          frames.stride(2), feather_se, 1.0f, static_cast<int>(channels), static_cast<int>(kernel), false);
+    }));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace deepwarp

@@ -308,14 +308,15 @@ def warp_frame_reference(frames: torch.Tensor, frame_index: torch.Tensor, A: tor
         ix = (fx.long().unsqueeze(-1) + k).clamp(0, Wf - 1)
         iy = (fy.long().unsqueeze(-1) + k).clamp(0, Hf - 1)
         src = frames[n, ..., :C].cpu()
-        # (h', w', T, T, C): rows iy, columns ix
-        taps = src[iy.unsqueeze(-1), ix.unsqueeze(-2)].float()
-        val = (taps * (wy.unsqueeze(-1) * wx.unsqueeze(-2)).unsqueeze(-1)).sum((2, 3)).clamp(0, white)
+        # (h', w', T, T, C): rows iy, columns ix; values in float32 (float64 for float64 frames)
+        vt = torch.float64 if frames.dtype == torch.float64 else torch.float32
+        taps = src[iy.unsqueeze(-1), ix.unsqueeze(-2)].to(vt)
+        val = (taps * (wy.unsqueeze(-1) * wx.unsqueeze(-2)).unsqueeze(-1).to(vt)).sum((2, 3)).clamp(0, white)
         if mask is not None:
-            m = _bilinear_clamped(mask[e].detach().float().cpu(), u, v)[0].unsqueeze(-1)
+            m = _bilinear_clamped(mask[e].detach().float().cpu(), u, v)[0].unsqueeze(-1).to(vt)
             val = val + m * (white - val)
-        old = frames[n, y0:y1, x0:x1, :C].cpu().float()
-        new = old + fw.float().unsqueeze(-1) * (val - old)
+        old = frames[n, y0:y1, x0:x1, :C].cpu().to(vt)
+        new = old + fw.to(vt).unsqueeze(-1) * (val - old)
         if is_int:
             new = new.round().clamp(0, white)
         new = new.to(frames.dtype)
@@ -324,9 +325,81 @@ def warp_frame_reference(frames: torch.Tensor, frame_index: torch.Tensor, A: tor
     return out
 
 
+WARP_FRAME_BACKENDS = ("reference", "triton", "cuda")
+WARP_FRAME_KERNEL_IDS = {"bilinear": 0, "bicubic": 1, "lanczos4": 2}
+
+
+def warp_frame_tables(A: torch.Tensor, frame_index: torch.Tensor, h: int, w: int, frame_h: int, frame_w: int):
+    """(params (E, 10) float32, boxes (E, 5) int32, largest box area), on the CPU: per eye its
+    affine, the inverse of its linear part, then its frame index and footprint box
+    (x0, y0, width, height), as the fast backends read them."""
+    A64 = A.detach().double().cpu().reshape(-1, 2, 3)
+    E = A64.shape[0]
+    Linv = torch.linalg.inv(A64[:, :, :2]) if E else torch.zeros(0, 2, 2, dtype=torch.float64)
+    params = torch.cat([A64.reshape(E, 6), Linv.reshape(E, 4)], dim=1).float().contiguous()
+    boxes = torch.zeros(E, 5, dtype=torch.int32)
+    largest = 0
+    for e in range(E):
+        x0, y0, x1, y1 = warp_frame_footprint(A64[e], h, w, frame_h, frame_w)
+        bw, bh = max(0, x1 - x0), max(0, y1 - y0)
+        boxes[e] = torch.tensor([int(frame_index[e]), x0, y0, bw, bh], dtype=torch.int32)
+        largest = max(largest, bw * bh)
+    return params, boxes, largest
+
+
+def check_warp_frame_args(frames, frame_index, A, flow, mask, feather, kernel, channels) -> int:
+    """Validate warp_frame's arguments (errors name the argument); returns the channel count."""
+    if not isinstance(frames, torch.Tensor) or frames.dim() != 4:
+        raise ValueError(f"frames must be a (N, H, W, C) tensor, got {getattr(frames, 'shape', type(frames).__name__)}")
+    frame_maxval(frames.dtype)
+    N, Hf, Wf, Ct = frames.shape
+    if kernel not in FRAME_KERNELS:
+        raise ValueError(f"kernel must be one of {FRAME_KERNELS}, got {kernel!r}")
+    C = Ct if channels is None else int(channels)
+    if not 1 <= C <= Ct:
+        raise ValueError(f"channels must be in [1, {Ct}], got {channels}")
+    if flow.dim() != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow must have shape (E, 2, h, w), got {tuple(flow.shape)}")
+    E, _, h, w = flow.shape
+    if A.shape != (E, 2, 3):
+        raise ValueError(f"A must have shape ({E}, 2, 3), got {tuple(A.shape)}")
+    if frame_index.shape != (E,):
+        raise ValueError(f"frame_index must have shape ({E},), got {tuple(frame_index.shape)}")
+    if E and (int(frame_index.min()) < 0 or int(frame_index.max()) >= N):
+        raise ValueError(f"frame_index must lie in [0, {N}), got {frame_index.tolist()}")
+    if mask is not None and tuple(mask.shape) != (E, 1, h, w):
+        raise ValueError(f"mask must have shape ({E}, 1, {h}, {w}), got {tuple(mask.shape)}")
+    if tuple(feather.shape) not in ((h, w), (E, h, w)):
+        raise ValueError(f"feather must have shape ({h}, {w}) or ({E}, {h}, {w}), got {tuple(feather.shape)}")
+    if E and bool((torch.linalg.det(A.detach().double().cpu()[:, :, :2]) == 0).any()):
+        raise ValueError("A's linear part must be invertible for every eye")
+    return C
+
+
 def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor, flow: torch.Tensor,
                mask: "torch.Tensor | None", feather: torch.Tensor, kernel: str = "lanczos4",
                channels: "int | None" = None, backend: str = "auto") -> torch.Tensor:
-    """``warp_frame_reference`` semantics on the chosen backend."""
-    be = resolve_backend(backend, frames.device, "ops.warp_frame")
-    return warp_frame_reference(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=channels)
+    """``warp_frame_reference`` semantics on the chosen backend: "cuda" (the extension's CPU
+    op or CUDA kernel), "triton" (one launch), "reference" or "auto" (the fastest here).
+    The fast backends take uint8, uint16 and float32 frames; other dtypes run the reference."""
+    C = check_warp_frame_args(frames, frame_index, A, flow, mask, feather, kernel, channels)
+    be = _resolve(backend, frames.device, choices=WARP_FRAME_BACKENDS, what="ops.warp_frame")
+    fast_dtypes = (torch.uint8, torch.uint16, torch.float32)
+    if be == "reference" or frames.dtype not in fast_dtypes or (be == "triton" and C > 4):
+        return warp_frame_reference(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=C)
+    if be == "triton":
+        from . import kernels
+
+        return kernels.warp_frame(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=C)
+    from . import _ext
+
+    E, _, h, w = flow.shape
+    N, Hf, Wf, _ = frames.shape
+    params, boxes, largest = warp_frame_tables(A, frame_index, h, w, Hf, Wf)
+    dev = frames.device
+    f32 = dict(device=dev, dtype=torch.float32)
+    frames_c = frames if frames.stride(-1) == 1 else frames.contiguous()
+    return _ext.require().warp_frame(
+        frames_c, params.to(dev), boxes.to(dev), flow.detach().to(**f32).contiguous(),
+        mask.detach().to(**f32).contiguous() if mask is not None else None,
+        feather.detach().to(**f32).reshape(-1, h, w).contiguous(), WARP_FRAME_KERNEL_IDS[kernel], C, largest)

@@ -36,6 +36,11 @@ def add_arguments(p):
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.add_argument("--no-level-roll", action="store_true", help="do not level head roll in the eye patches")
+    p.add_argument("--paste", choices=("native", "patch"), default="native",
+                   help="native (default): apply the network's warp to the frame's own pixels, as sharp as the input; "
+                        "patch: paste the network's 51x41 output patch back (the original pipeline, softer)")
+    p.add_argument("--kernel", choices=("lanczos4", "bicubic", "bilinear"), default="lanczos4",
+                   help="frame resampling kernel of the native paste (default lanczos4, the sharpest)")
     p.add_argument("--min-face", type=int, default=80, help="smallest face (pixels) to look for; below 80 is slower (default 80)")
     p.add_argument("--min-eye", type=float, default=10.0, help="skip faces whose eyes are narrower than this, in pixels (default 10)")
     p.add_argument("--min-score", type=float, default=0.3, help="detector score a face needs (default 0.3; lower finds harder faces and more false alarms)")
@@ -131,7 +136,7 @@ def run(args) -> int:
         try:
             gr = GazeRedirector(weights=args.weights, backend=args.backend, device=args.device,
                                 level_roll=not args.no_level_roll, min_face=args.min_face, min_eye_px=args.min_eye,
-                                min_score=args.min_score)
+                                min_score=args.min_score, paste=args.paste, kernel=args.kernel)
         except FaceModelsUnavailableError as exc:
             return _error(str(exc), EXIT_ERROR)
         except ValueError as exc:
