@@ -169,12 +169,13 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> fine_tail
 
 torch::Tensor warp_frame(const torch::Tensor& frames, const torch::Tensor& params, const torch::Tensor& boxes,
                          const torch::Tensor& flow, const c10::optional<torch::Tensor>& mask_opt,
-                         const torch::Tensor& feather, int64_t kernel, int64_t channels, int64_t largest) {
+                         const torch::Tensor& feather, int64_t kernel, int64_t channels, int64_t largest,
+                         const c10::optional<torch::Tensor>& out_opt) {
   TORCH_CHECK(frames.defined() && frames.dim() == 4, "frames must have shape (N, H, W, C), got ",
               frames.defined() ? shape_str(frames) : std::string("None"));
   const auto dt = frames.scalar_type();
   TORCH_CHECK(dt == at::kByte || dt == at::kUInt16 || dt == at::kFloat, "frames must be uint8, uint16 or float32, got ", dt);
-  TORCH_CHECK(frames.stride(3) == 1, "frames must have contiguous channels (stride 1 in the last dim)");
+  TORCH_CHECK(frames.size(3) == 1 || frames.stride(3) == 1, "frames must have contiguous channels (stride 1 in the last dim)");
   TORCH_CHECK(frames.numel() > 0, "frames must not be empty, got shape ", shape_str(frames));
   TORCH_CHECK(kernel >= 0 && kernel <= 2, "kernel must be 0 (bilinear), 1 (bicubic) or 2 (lanczos4), got ", kernel);
   TORCH_CHECK(channels >= 1 && channels <= frames.size(3), "channels must be in [1, ", frames.size(3), "], got ", channels);
@@ -194,12 +195,23 @@ torch::Tensor warp_frame(const torch::Tensor& frames, const torch::Tensor& param
     check_param(*mask_opt, "mask", {E, 1, h, w}, frames, "frames");
     mask = *mask_opt;
   }
+  torch::Tensor out;
+  if (out_opt.has_value() && out_opt->defined()) {
+    out = *out_opt;
+    check_device(out, "out", frames, "frames");
+    bool same = out.scalar_type() == frames.scalar_type() && out.sizes() == frames.sizes();
+    for (int64_t i = 0; same && i < frames.dim(); ++i) same = frames.size(i) == 1 || out.stride(i) == frames.stride(i);
+    TORCH_CHECK(same, "out must have frames' dtype, shape and strides, got ", shape_str(out));
+    TORCH_CHECK(out.data_ptr() != frames.data_ptr(), "out must not be frames itself (every eye reads the input)");
+  } else {
+    out = frames.clone();
+  }
 #ifdef DEEPWARP_WITH_CUDA
-  if (frames.is_cuda()) return warp_frame_cuda(frames, params, boxes, flow, mask, feather, kernel, channels, largest);
+  if (frames.is_cuda()) return warp_frame_cuda(frames, params, boxes, flow, mask, feather, kernel, channels, largest, out);
 #endif
   TORCH_CHECK(!frames.is_cuda(), "frames is a CUDA tensor but deepwarp_fast._C was built without CUDA kernels");
   TORCH_CHECK(frames.device().is_cpu(), "frames must be a CPU or CUDA tensor, got device ", frames.device());
-  return warp_frame_cpu(frames, params, boxes, flow, mask, feather, kernel, channels);
+  return warp_frame_cpu(frames, params, boxes, flow, mask, feather, kernel, channels, out);
 }
 
 bool has_cuda() {
@@ -225,7 +237,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("warp_frame", &deepwarp::warp_frame,
         "the network's fields applied to whole frames (see warp_frame.h): returns new frames", py::arg("frames"),
         py::arg("params"), py::arg("boxes"), py::arg("flow"), py::arg("mask"), py::arg("feather"), py::arg("kernel"),
-        py::arg("channels"), py::arg("largest"));
+        py::arg("channels"), py::arg("largest"), py::arg("out") = py::none());
   m.def("fine_tail", &deepwarp::fine_tail,
         "fine head + flow + warp + LCM + blend: returns (output, fine, flow, mask)", py::arg("feat_f"),
         py::arg("feat_c"), py::arg("eyes"), py::arg("up_c"), py::arg("w1"), py::arg("b1"), py::arg("w2"),

@@ -29,15 +29,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fine_tail_cpu(
 
 // warp_frame: frames (N, H, W, Ct) uint8/uint16/float32 with channels contiguous; params (E, 10)
 // float32, boxes (E, 5) int32 (warp_frame.h); flow (E, 2, h, w), mask (E, 1, h, w) or none,
-// feather (1 or E, h, w), all float32 contiguous on the frames' device. Returns new frames.
+// feather (1 or E, h, w), all float32 contiguous on the frames' device. Writes the pixels the
+// eyes own into ``out`` (a copy of frames, same layout) and returns it.
 at::Tensor warp_frame_cpu(const at::Tensor& frames, const at::Tensor& params, const at::Tensor& boxes,
                           const at::Tensor& flow, const c10::optional<at::Tensor>& mask, const at::Tensor& feather,
-                          int64_t kernel, int64_t channels);
+                          int64_t kernel, int64_t channels, at::Tensor out);
 
 #ifdef DEEPWARP_WITH_CUDA
 at::Tensor warp_frame_cuda(const at::Tensor& frames, const at::Tensor& params, const at::Tensor& boxes,
                            const at::Tensor& flow, const c10::optional<at::Tensor>& mask, const at::Tensor& feather,
-                           int64_t kernel, int64_t channels, int64_t largest);
+                           int64_t kernel, int64_t channels, int64_t largest, at::Tensor out);
 // ---- CUDA implementations (ops_cuda.cu); same contracts, float32/float16/bfloat16 activations.
 at::Tensor conv_bias_relu_cuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                   const c10::optional<at::Tensor>& extra, bool relu);

@@ -276,8 +276,7 @@ void run_warp_frame_cpu(const at::Tensor& frames, at::Tensor& out, const float* 
 
 at::Tensor warp_frame_cpu(const at::Tensor& frames, const at::Tensor& params, const at::Tensor& boxes,
                           const at::Tensor& flow, const c10::optional<at::Tensor>& mask, const at::Tensor& feather,
-                          int64_t kernel, int64_t channels) {
-  auto out = frames.clone();
+                          int64_t kernel, int64_t channels, at::Tensor out) {
   const int E = static_cast<int>(flow.size(0));
   const int h = static_cast<int>(flow.size(2)), w = static_cast<int>(flow.size(3));
   const int Hf = static_cast<int>(frames.size(1)), Wf = static_cast<int>(frames.size(2));

@@ -394,9 +394,8 @@ __global__ void __launch_bounds__(256) _warp_frame_kernel(
 
 at::Tensor warp_frame_cuda(const at::Tensor& frames, const at::Tensor& params, const at::Tensor& boxes,
                            const at::Tensor& flow, const c10::optional<at::Tensor>& mask, const at::Tensor& feather,
-                           int64_t kernel, int64_t channels, int64_t largest) {
+                           int64_t kernel, int64_t channels, int64_t largest, at::Tensor out) {
   const c10::cuda::CUDAGuard guard(frames.device());
-  auto out = frames.clone();
   const int E = static_cast<int>(flow.size(0));
   if (E == 0 || largest == 0) return out;
   const int h = static_cast<int>(flow.size(2)), w = static_cast<int>(flow.size(3));

@@ -234,6 +234,17 @@ def _feather_at(feather: torch.Tensor, A: torch.Tensor, xs: torch.Tensor, ys: to
     return torch.where(inside, wgt, torch.zeros_like(wgt))
 
 
+def warp_frame_weights(A: torch.Tensor, feather: torch.Tensor, frame_h: int, frame_w: int) -> torch.Tensor:
+    """(E, frame_h, frame_w) float32: each eye's feather weight at every frame pixel, as
+    warp_frame computes it (the pixels it may change are those where it is > 0)."""
+    A = A.detach().double().cpu().reshape(-1, 2, 3)
+    fes = feather.detach().cpu().expand(A.shape[0], *feather.shape[-2:])
+    ys, xs = torch.meshgrid(torch.arange(frame_h, dtype=torch.float64), torch.arange(frame_w, dtype=torch.float64), indexing="ij")
+    if A.shape[0] == 0:
+        return torch.zeros(0, frame_h, frame_w)
+    return torch.stack([_feather_at(f, a, xs, ys) for f, a in zip(fes, A)])
+
+
 def frame_maxval(dtype: torch.dtype) -> float:
     """The white of a frame's dtype: 255 for uint8, 65535 for uint16, 1 for floats."""
     if dtype == torch.uint8:
@@ -247,7 +258,7 @@ def frame_maxval(dtype: torch.dtype) -> float:
 
 def warp_frame_reference(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor, flow: torch.Tensor,
                          mask: "torch.Tensor | None", feather: torch.Tensor, kernel: str = "lanczos4",
-                         channels: "int | None" = None) -> torch.Tensor:
+                         channels: "int | None" = None, out: "torch.Tensor | None" = None) -> torch.Tensor:
     """DeepWarp's fields applied to the frames' own pixels (SPEC.md, "warp_frame").
 
     frames: (N, H, W, C) uint8, uint16 or float ([0, 1]); frame_index: (E,) which frame
@@ -255,7 +266,8 @@ def warp_frame_reference(frames: torch.Tensor, frame_index: torch.Tensor, A: tor
     the network's total backward flow in patch pixels; mask: (E, 1, h, w) the LCM mask
     M or None; feather: (h, w) or (E, h, w) blend weights in [0, 1], zero on the patch
     border; kernel: "lanczos4" (default), "bicubic" or "bilinear"; channels: how many
-    leading channels are warped (the rest, e.g. alpha, are copied). Returns new frames.
+    leading channels are warped (the rest, e.g. alpha, are copied). Returns new frames, or
+    ``out`` (a copy of ``frames``: only the pixels the eyes own are written) when given.
 
     For a frame pixel p with feather weight f = bilinear(feather, A p) > 0:
     q = A p, d = bilinear(flow, q), s = p + L^-1 d (L = A's linear part),
@@ -272,7 +284,7 @@ def warp_frame_reference(frames: torch.Tensor, frame_index: torch.Tensor, A: tor
     E, _, h, w = flow.shape
     white = frame_maxval(frames.dtype)
     is_int = not frames.dtype.is_floating_point
-    out = frames.clone()
+    out = frames.clone() if out is None else out
     if E == 0:
         return out
     feathers = feather.expand(E, h, w) if feather.dim() == 2 else feather
@@ -378,19 +390,25 @@ def check_warp_frame_args(frames, frame_index, A, flow, mask, feather, kernel, c
 
 def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor, flow: torch.Tensor,
                mask: "torch.Tensor | None", feather: torch.Tensor, kernel: str = "lanczos4",
-               channels: "int | None" = None, backend: str = "auto") -> torch.Tensor:
+               channels: "int | None" = None, backend: str = "auto", out: "torch.Tensor | None" = None) -> torch.Tensor:
     """``warp_frame_reference`` semantics on the chosen backend: "cuda" (the extension's CPU
     op or CUDA kernel), "triton" (one launch), "reference" or "auto" (the fastest here).
-    The fast backends take uint8, uint16 and float32 frames; other dtypes run the reference."""
+    The fast backends take uint8, uint16 and float32 frames; other dtypes run the reference.
+    ``out``: a copy of ``frames`` (same dtype, shape, strides and device, not frames itself)
+    that receives the result in place, saving a copy of the whole frame."""
     C = check_warp_frame_args(frames, frame_index, A, flow, mask, feather, kernel, channels)
+    same_strides = out is not None and all(a == b for a, b, n in zip(out.stride(), frames.stride(), frames.shape) if n > 1)
+    if out is not None and (out.shape != frames.shape or out.dtype != frames.dtype or out.device != frames.device
+                            or not same_strides or out.data_ptr() == frames.data_ptr()):
+        raise ValueError("out must be a separate tensor with frames' shape, dtype, strides and device")
     be = _resolve(backend, frames.device, choices=WARP_FRAME_BACKENDS, what="ops.warp_frame")
     fast_dtypes = (torch.uint8, torch.uint16, torch.float32)
     if be == "reference" or frames.dtype not in fast_dtypes or (be == "triton" and C > 4):
-        return warp_frame_reference(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=C)
+        return warp_frame_reference(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=C, out=out)
     if be == "triton":
         from . import kernels
 
-        return kernels.warp_frame(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=C)
+        return kernels.warp_frame(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=C, out=out)
     from . import _ext
 
     E, _, h, w = flow.shape
@@ -398,8 +416,9 @@ def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor,
     params, boxes, largest = warp_frame_tables(A, frame_index, h, w, Hf, Wf)
     dev = frames.device
     f32 = dict(device=dev, dtype=torch.float32)
-    frames_c = frames if frames.stride(-1) == 1 else frames.contiguous()
+    frames_c = frames if frames.stride(-1) == 1 or frames.shape[-1] == 1 else frames.contiguous()
     return _ext.require().warp_frame(
         frames_c, params.to(dev), boxes.to(dev), flow.detach().to(**f32).contiguous(),
         mask.detach().to(**f32).contiguous() if mask is not None else None,
-        feather.detach().to(**f32).reshape(-1, h, w).contiguous(), WARP_FRAME_KERNEL_IDS[kernel], C, largest)
+        feather.detach().to(**f32).reshape(-1, h, w).contiguous(), WARP_FRAME_KERNEL_IDS[kernel], C, largest,
+        out if frames_c is frames else None)

@@ -198,7 +198,8 @@ def _warp_frame_kernel(
 
 def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor, flow: torch.Tensor,
                mask: Optional[torch.Tensor], feather: torch.Tensor, kernel: str = "lanczos4",
-               channels: Optional[int] = None, block: Optional[int] = None) -> torch.Tensor:
+               channels: Optional[int] = None, block: Optional[int] = None,
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``deepwarp_fast.ops.warp_frame_reference`` in one launch (frames on the kernel's device)."""
     if kernel not in KERNEL_IDS:
         raise ValueError(f"kernel must be one of {tuple(KERNEL_IDS)}, got {kernel!r}")
@@ -211,8 +212,9 @@ def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor,
     if not 1 <= C <= min(Ct, 4):
         raise ValueError(f"channels must be in [1, {min(Ct, 4)}], got {C}")
     check_numel("frames", frames)
-    frames = frames if frames.stride(-1) == 1 else frames.contiguous()
-    out = frames.clone()
+    if frames.stride(-1) != 1 and Ct != 1:
+        frames, out = frames.contiguous(), None
+    out = frames.clone() if out is None else out
     E, _, h, w = flow.shape
     if E == 0:
         return out

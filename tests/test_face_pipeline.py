@@ -39,19 +39,17 @@ def base(shift_gr, astronaut):
 
 
 def eye_support(result, shape):
-    """Frame pixels any eye's paste mask can touch (its patch footprint where the mask is > 0)."""
-    import cv2
+    """Frame pixels any eye's paste can touch: where its feather weight is > 0 (SPEC.md
+    "warp_frame"; the patch paste's bilinear mask has the same support)."""
+    import torch
 
-    sup = np.zeros(shape[:2], bool)
-    for f in result.faces:
-        for e in f.eyes:
-            if e.crop is None:
-                continue
-            m = feather_mask(41, 51)
-            M = e.crop.A
-            w = cv2.warpAffine(m, M, (shape[1], shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-            sup |= w > 0
-    return sup
+    from deepwarp_fast import ops
+
+    A = [e.crop.A for f in result.faces for e in f.eyes if e.crop is not None]
+    if not A:
+        return np.zeros(shape[:2], bool)
+    w = ops.warp_frame_weights(torch.from_numpy(np.stack(A)), torch.from_numpy(feather_mask(41, 51)), *shape[:2])
+    return (w > 0).any(0).numpy()
 
 
 def iris_centroid(img, centre, r=7):

@@ -70,10 +70,8 @@ def random_case(gen, Hf=97, Wf=131, N=2, C=3, dtype=torch.uint8):
 
 
 def weights_at(A, fe, Hf, Wf):
-    """Each eye's feather weight at every frame pixel (E, Hf, Wf), as the reference computes it."""
-    ys, xs = torch.meshgrid(torch.arange(Hf, dtype=torch.float64), torch.arange(Wf, dtype=torch.float64), indexing="ij")
-    fes = fe.expand(len(A), *fe.shape[-2:])
-    return torch.stack([ops._feather_at(f, a.double(), xs, ys) for f, a in zip(fes, A)])
+    """Each eye's feather weight at every frame pixel (E, Hf, Wf), as the op computes it."""
+    return ops.warp_frame_weights(A, fe, Hf, Wf)
 
 
 # ---------------------------------------------------------------------------- reference

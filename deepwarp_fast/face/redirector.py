@@ -406,16 +406,19 @@ class GazeRedirector:
         from ..ops import warp_frame
 
         cfg = self.config
-        arr = out if out.ndim == 3 else out[..., None]
-        frames = torch.from_numpy(np.ascontiguousarray(arr))[None]
+        def as_frames(a):
+            return torch.from_numpy(a if a.ndim == 3 else a[..., None])[None]
+
+        src = frame.image if frame.image.flags.c_contiguous else np.ascontiguousarray(frame.image)
         A = torch.from_numpy(np.stack([e.crop.A for e in eyes]))
         feather = torch.from_numpy(feather_mask(cfg.height, cfg.width))
         index = torch.zeros(len(eyes), dtype=torch.long)
-        warped = warp_frame(frames, index, A, flow, mask, feather, kernel=self.kernel,
-                            channels=min(frame.channels, 3), backend="auto")
+        # ``out`` is already a copy of the frame: the op writes the eyes' pixels into it.
+        warp_frame(as_frames(src), index, A, flow, mask, feather, kernel=self.kernel,
+                   channels=min(frame.channels, 3), backend="auto", out=as_frames(out))
         for e in eyes:
             e.redirected = True
-        return warped[0].numpy().reshape(out.shape)
+        return out
 
 
 class GazeStream:

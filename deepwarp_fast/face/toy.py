@@ -5,6 +5,7 @@ mirroring, angle signs, paste-back) without trained weights. Not gaze redirectio
 by (horizontal, -vertical) * px_per_degree patch pixels, fading out with distance
 from the pupil: a positive horizontal angle moves the iris towards the patch's
 right, a positive vertical one moves it up, as SPEC.md's angles say the gaze moves.
+Its ``fields`` give the face pipeline's native paste the same warp.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class ShiftEyesModel(torch.nn.Module):
         self.px_per_degree = float(px_per_degree)
         self.radius = float(radius)
 
-    def forward(self, eyes: torch.Tensor, anchors: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    def fields(self, eyes: torch.Tensor, anchors: torch.Tensor, angles: torch.Tensor):
+        """(flow, None): the backward flow in patch pixels, no lightness mask."""
         B, _, H, W = eyes.shape
         ys = torch.arange(H, dtype=eyes.dtype, device=eyes.device).view(1, H, 1)
         xs = torch.arange(W, dtype=eyes.dtype, device=eyes.device).view(1, 1, W)
@@ -30,5 +32,7 @@ class ShiftEyesModel(torch.nn.Module):
         dx = (angles[:, 1] * self.px_per_degree).view(B, 1, 1)
         dy = (-angles[:, 0] * self.px_per_degree).view(B, 1, 1)
         # Sampling at x - d moves the content by +d.
-        flow = torch.stack([-dx * weight, -dy * weight], dim=1)
-        return warp_reference(eyes, flow)
+        return torch.stack([-dx * weight, -dy * weight], dim=1), None
+
+    def forward(self, eyes: torch.Tensor, anchors: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+        return warp_reference(eyes, self.fields(eyes, anchors, angles)[0])

@@ -1,0 +1,155 @@
+"""The native paste (GazeRedirector(paste="native"), the default): the network's fields
+applied to the frame's own pixels. Issue targets on the bundled real faces (scikit-image's
+astronaut, matplotlib's grace_hopper.jpg) with the shipped weights: sharpness >= 0.9 at
+angle 0 and >= 0.85 at 15 degrees each way, change at angle 0 <= 0.5 of 255; an identity
+model leaves every image kind unchanged bit for bit."""
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("dlib")
+skdata = pytest.importorskip("skimage.data")
+cv2 = pytest.importorskip("cv2")
+
+from deepwarp_fast.face import GazeRedirector  # noqa: E402
+from deepwarp_fast.face.toy import ShiftEyesModel  # noqa: E402
+from deepwarp_fast.weights import default_weights_path  # noqa: E402
+
+
+class ZeroFields(ShiftEyesModel):
+    """Zero flow, zero LCM mask: the identity warp."""
+
+    def fields(self, eyes, anchors, angles):
+        B, _, H, W = eyes.shape
+        return torch.zeros(B, 2, H, W), torch.zeros(B, 1, H, W)
+
+
+def grace_hopper():
+    import matplotlib.cbook as cbook
+    from PIL import Image
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        return np.array(Image.open(f).convert("RGB"))
+
+
+PHOTOS = {"astronaut": skdata.astronaut, "grace_hopper": grace_hopper}
+
+
+def eye_boxes(faces):
+    """Per eye: the box centre +-0.75 eye widths across, +-0.5 down (frame pixels)."""
+    boxes = []
+    for f in faces:
+        lm = f.landmarks
+        for a, b in ((36, 39), (42, 45)):
+            c, R = (lm[a] + lm[b]) / 2, float(np.hypot(*(lm[b] - lm[a])))
+            boxes.append((int(c[0] - 0.75 * R), int(c[1] - 0.5 * R), int(c[0] + 0.75 * R) + 1, int(c[1] + 0.5 * R) + 1))
+    return boxes
+
+
+def laplacian_energy(img, boxes):
+    g = cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float64), cv2.CV_64F)
+    return sum(float((g[y0:y1, x0:x1] ** 2).sum()) for x0, y0, x1, y1 in boxes)
+
+
+def mean_change(a, b, boxes):
+    return float(np.mean([np.abs(a[y0:y1, x0:x1].astype(float) - b[y0:y1, x0:x1]).mean() for x0, y0, x1, y1 in boxes]))
+
+
+@pytest.fixture(scope="module")
+def default_gr():
+    if default_weights_path() is None:
+        pytest.skip("no default weights bundled")
+    return GazeRedirector()
+
+
+@pytest.mark.parametrize("name", sorted(PHOTOS))
+def test_default_weights_keep_the_eyes_sharp_and_angle_zero_unchanged(default_gr, name):
+    img = PHOTOS[name]()
+    base = default_gr.redirect(img, 0, 0)
+    assert base.eyes_redirected >= 2
+    boxes = eye_boxes(base.faces)
+    e_in = laplacian_energy(img, boxes)
+    assert laplacian_energy(base.image, boxes) / e_in >= 0.9
+    assert mean_change(base.image, img, boxes) <= 0.5
+    for v, h in ((15, 0), (-15, 0), (0, 15), (0, -15)):
+        out = default_gr.redirect(img, v, h, faces=base.faces).image
+        assert mean_change(out, img, boxes) > 0.5, "the eyes must change at 15 degrees"
+        assert laplacian_energy(out, boxes) / e_in >= 0.85, (v, h)
+
+
+def test_native_is_sharper_than_the_patch_paste(default_gr):
+    img = grace_hopper()
+    patch = GazeRedirector(default_gr.model, paste="patch")
+    base = default_gr.redirect(img, 0, 0)
+    boxes = eye_boxes(base.faces)
+    native_out = default_gr.redirect(img, 15, 0, faces=base.faces).image
+    patch_out = patch.redirect(img, 15, 0, faces=base.faces).image
+    assert laplacian_energy(native_out, boxes) > 1.3 * laplacian_energy(patch_out, boxes)
+
+
+def test_the_native_paste_moves_the_iris_as_far_as_the_patch_paste():
+    """Same fields (a geometric toy warp): the dark iris' centroid moves about as far."""
+    img = skdata.astronaut()
+    toy = ShiftEyesModel(px_per_degree=0.3)
+    native, patch = GazeRedirector(toy, null_correction=False), GazeRedirector(toy, paste="patch")
+    base = native.redirect(img, 0, 0)
+    moves = {}
+    for name, gr in (("native", native), ("patch", patch)):
+        total = 0.0
+        for v, h in ((15, 0), (-15, 0), (0, 15), (0, -15)):
+            out = gr.redirect(img, v, h, faces=base.faces).image
+            for x0, y0, x1, y1 in eye_boxes(base.faces):
+                dark = lambda im: np.clip(110.0 - cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[y0:y1, x0:x1].astype(float), 0, None)  # noqa: E731
+                yy, xx = np.mgrid[y0:y1, x0:x1]
+                c = lambda d: np.array([(d * xx).sum(), (d * yy).sum()]) / d.sum()  # noqa: E731
+                total += float(np.hypot(*(c(dark(out)) - c(dark(img)))))
+        moves[name] = total
+    assert moves["native"] >= 0.9 * moves["patch"] > 0, moves
+
+
+@pytest.mark.parametrize("kind", ["rgb", "bgr", "rgba", "gray", "gray1", "uint16", "float32", "float64"])
+def test_zero_fields_leave_every_image_kind_unchanged_bit_for_bit(kind):
+    img = skdata.astronaut()
+    color = "bgr" if kind == "bgr" else "rgb"
+    if kind == "bgr":
+        img = img[..., ::-1].copy()
+    elif kind == "rgba":
+        img = np.dstack([img, np.full(img.shape[:2], 200, np.uint8)])
+    elif kind in ("gray", "gray1"):
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        img = img[..., None].copy() if kind == "gray1" else img
+    elif kind == "uint16":
+        img = img.astype(np.uint16) * 257 + 3
+    elif kind.startswith("float"):
+        img = (img / 255.0).astype(kind)
+    for null_correction in (True, False):
+        gr = GazeRedirector(ZeroFields(), null_correction=null_correction)
+        res = gr.redirect(img, 10, -10, color=color)
+        assert res.eyes_redirected == 2
+        assert res.image.dtype == img.dtype and res.image.shape == img.shape
+        assert np.array_equal(res.image, img)
+
+
+def test_shift_model_changes_only_colour_channels_and_keeps_alpha():
+    img = skdata.astronaut()
+    alpha = np.random.default_rng(0).integers(0, 256, img.shape[:2], dtype=np.uint8)
+    rgba = np.dstack([img, alpha])
+    res = GazeRedirector(ShiftEyesModel(0.3)).redirect(rgba, 15, 0)
+    assert np.array_equal(res.image[..., 3], alpha)
+    assert not np.array_equal(res.image[..., :3], img)
+
+
+def test_non_finite_fields_leave_the_eye_unchanged_with_a_message():
+    class NaNFields(ShiftEyesModel):
+        def fields(self, eyes, anchors, angles):
+            flow, _ = super().fields(eyes, anchors, angles)
+            flow[0] = float("nan")
+            return flow, None
+
+    img = skdata.astronaut()
+    with pytest.warns(RuntimeWarning, match="not finite|NaN"):
+        res = GazeRedirector(NaNFields(0.3)).redirect(img, 15, 0)
+    assert res.eyes_redirected == 1
+    assert any("NaN" in m for m in res.messages)
+    bad = [e for f in res.faces for e in f.eyes if not e.redirected]
+    assert len(bad) == 1 and "finite" in bad[0].skipped
