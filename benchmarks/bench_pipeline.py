@@ -88,10 +88,15 @@ def _check_parity(models, video):
     _checked.append(True)
 
 
-@pytest.mark.parametrize("backend", ["reference", "fast"])
+@pytest.mark.parametrize("backend", ["reference", "fast", "fast, patch paste"])
 def test_pipeline_720p(benchmark, video, models, tmp_path, backend):
+    """"reference" and "fast" use the default native paste; "fast, patch paste" the
+    pipeline's former paste (the network's 51x41 output pasted back, no null correction)."""
     _check_parity(models, video)
-    gr = GazeRedirector(models[backend])
+    if backend == "fast, patch paste":
+        gr = GazeRedirector(models["fast"], paste="patch")
+    else:
+        gr = GazeRedirector(models[backend])
     out = tmp_path / "out.mp4"
     summaries = []
 

@@ -153,3 +153,28 @@ def test_non_finite_fields_leave_the_eye_unchanged_with_a_message():
     assert any("NaN" in m for m in res.messages)
     bad = [e for f in res.faces for e in f.eyes if not e.redirected]
     assert len(bad) == 1 and "finite" in bad[0].skipped
+
+
+def test_a_stream_reuses_each_eyes_angle_zero_fields_for_a_few_frames():
+    """Null correction in a stream: the model sees 2E eyes on the first frame and every
+    ``null_refresh`` frames after, E in between; frame for frame the output equals a
+    stream that recomputes them every frame (the toy model's angle-0 fields are zero)."""
+    img = np.ascontiguousarray(skdata.astronaut()[..., ::-1])
+    toy = ShiftEyesModel(0.3)
+    sizes = []
+    original = toy.fields
+
+    def counting(eyes, anchors, angles):
+        sizes.append(eyes.shape[0])
+        return original(eyes, anchors, angles)
+
+    toy.fields = counting
+    gr = GazeRedirector(toy)
+    stream = gr.stream(12, -8, smooth=False, null_refresh=3)
+    outs = [stream.process(img).image for _ in range(7)]
+    assert sizes == [4, 2, 2, 4, 2, 2, 4]
+    fresh = gr.stream(12, -8, smooth=False, null_refresh=1)
+    assert all(np.array_equal(o, fresh.process(img).image) for o in outs)
+    assert sizes[7:] == [4] * 7
+    with pytest.raises(ValueError, match="refresh"):
+        gr.stream(5, 0, null_refresh=0)

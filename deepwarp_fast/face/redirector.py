@@ -288,14 +288,15 @@ class GazeRedirector:
 
     # ------------------------------------------------------------------ video
     def stream(self, vertical: float = 0.0, horizontal: float = 0.0, *, color: str = "bgr", fps: float = 30.0,
-               detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA) -> "GazeStream":
+               detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+               null_refresh: int = 5) -> "GazeStream":
         """A stateful redirector for the frames of one video or camera (see GazeStream)."""
         return GazeStream(self, vertical, horizontal, color=color, fps=fps, detect_every=detect_every,
-                          smooth=smooth, min_cutoff=min_cutoff, beta=beta)
+                          smooth=smooth, min_cutoff=min_cutoff, beta=beta, null_refresh=null_refresh)
 
     # ------------------------------------------------------------------ the core
     def _redirect_faces(self, frame: _Frame, faces: List[FaceResult], v: float, h: float,
-                        times: Optional[StageTimes], pupil_filter=None) -> RedirectResult:
+                        times: Optional[StageTimes], pupil_filter=None, null_cache: Optional["NullFieldCache"] = None) -> RedirectResult:
         import torch
 
         t = timer(times)
@@ -307,7 +308,7 @@ class GazeRedirector:
             return RedirectResult(out, faces, messages)
         src = frame.colour_view(frame.image)
         Hf, Wf = frame.gray.shape
-        batch_patches, batch_anchors, batch_angles, batch_eyes = [], [], [], []
+        batch_patches, batch_anchors, batch_angles, batch_eyes, batch_keys = [], [], [], [], []
         with t("crop"):
             for face in faces:
                 lm = face.landmarks
@@ -343,6 +344,7 @@ class GazeRedirector:
                     batch_anchors.append(np.concatenate([crop.eyelid, np.asarray(pupil, np.float32)[None]], axis=0))
                     batch_angles.append((v, -h if crop.mirrored else h))
                     batch_eyes.append(eye)
+                    batch_keys.append((face.track_id, eye.side) if face.track_id is not None else None)
         if not batch_eyes:
             return RedirectResult(out, faces, messages)
         native = self.paste == "native" and callable(getattr(self.model, "fields", None))
@@ -352,7 +354,7 @@ class GazeRedirector:
             angles_t = torch.tensor(batch_angles, dtype=torch.float32, device=self.device)
             with torch.inference_mode():
                 if native:
-                    flow, mask = self._fields(eyes_t, anchors_t, angles_t)
+                    flow, mask = self._fields(eyes_t, anchors_t, angles_t, batch_keys, null_cache)
                     finite = torch.isfinite(flow).flatten(1).all(1)
                     if mask is not None:
                         finite &= torch.isfinite(mask).flatten(1).all(1)
@@ -380,9 +382,11 @@ class GazeRedirector:
                         eye.redirected = True
         return RedirectResult(out, faces, messages)
 
-    def _fields(self, eyes_t, anchors_t, angles_t):
+    def _fields(self, eyes_t, anchors_t, angles_t, keys=None, cache: Optional["NullFieldCache"] = None):
         """(flow, mask) on the CPU; with ``null_correction``, minus the fields the model
-        predicts for the same eyes at angle 0 (one batch of both)."""
+        predicts for the same eyes at angle 0 (one batch of both). In a stream, ``cache``
+        keeps each tracked eye's angle-0 fields for a few frames (``keys``: per eye its
+        (track id, side) or None), so most frames run the model once."""
         import torch
 
         if not self.null_correction:
@@ -392,11 +396,23 @@ class GazeRedirector:
         if not bool(angles_t.any()):  # angle 0 with the correction: exactly nothing to do
             h, w = eyes_t.shape[-2:]
             return torch.zeros(E, 2, h, w), torch.zeros(E, 1, h, w)
-        flow, mask = self.model.fields(torch.cat([eyes_t, eyes_t]), torch.cat([anchors_t, anchors_t]),
-                                       torch.cat([angles_t, torch.zeros_like(angles_t)]))
-        flow = (flow[:E] - flow[E:]).float().cpu()
+        keys = keys if keys is not None else [None] * E
+        need = [i for i in range(E) if cache is None or not cache.fresh(keys[i])]
+        flow, mask = self.model.fields(torch.cat([eyes_t, eyes_t[need]]), torch.cat([anchors_t, anchors_t[need]]),
+                                       torch.cat([angles_t, torch.zeros_like(angles_t[need])]))
+        flow, mask = flow.float().cpu(), (mask.float().cpu() if mask is not None else None)
+        flow0 = [None] * E
+        mask0 = [None] * E
+        for j, i in enumerate(need):
+            flow0[i], mask0[i] = flow[E + j], (mask[E + j] if mask is not None else None)
+            if cache is not None:
+                cache.put(keys[i], flow0[i], mask0[i])
+        for i in range(E):
+            if flow0[i] is None:
+                flow0[i], mask0[i] = cache.get(keys[i])
+        flow = flow[:E] - torch.stack(flow0)
         if mask is not None:
-            mask = (mask[:E] - mask[E:]).clamp(0, 1).float().cpu()
+            mask = (mask[:E] - torch.stack(mask0)).clamp(0, 1)
         return flow, mask
 
     def _warp_native(self, out: np.ndarray, frame: "_Frame", eyes: List[EyeResult], flow, mask) -> np.ndarray:
@@ -421,16 +437,49 @@ class GazeRedirector:
         return out
 
 
+class NullFieldCache:
+    """A stream's angle-0 fields per tracked eye, reused for ``refresh`` frames: the eye's
+    crop follows it, so its patch (and the model's bias on it) changes little between
+    frames, and the model then runs once per frame instead of twice."""
+
+    def __init__(self, refresh: int = 5):
+        if refresh < 1:
+            raise ValueError(f"refresh must be at least 1 frame, got {refresh}")
+        self.refresh = int(refresh)
+        self.frame = 0
+        self._store = {}
+
+    def tick(self) -> None:
+        self.frame += 1
+        # forget eyes not seen for a while (lost tracks)
+        self._store = {k: v for k, v in self._store.items() if self.frame - v[0] < 4 * self.refresh}
+
+    def fresh(self, key) -> bool:
+        hit = self._store.get(key) if key is not None else None
+        return hit is not None and self.frame - hit[0] < self.refresh
+
+    def put(self, key, flow, mask) -> None:
+        if key is not None:
+            self._store[key] = (self.frame, flow, mask)
+
+    def get(self, key):
+        return self._store[key][1:]
+
+    def clear(self) -> None:
+        self._store.clear()
+
+
 class GazeStream:
     """Frames of one video or camera: tracking (a full detection every ``detect_every``
     frames or when a face is lost, a cheap local search otherwise) and One-Euro
     smoothing of the landmarks and pupils (``smooth``), so eyes neither jitter nor
     flicker. ``process(frame)`` returns a RedirectResult; ``reset()`` starts over
-    (e.g. at a scene cut)."""
+    (e.g. at a scene cut). With the redirector's null correction, each tracked eye's
+    angle-0 fields are recomputed every ``null_refresh`` frames and reused between."""
 
     def __init__(self, redirector: GazeRedirector, vertical: float, horizontal: float, *, color: str = "bgr",
                  fps: float = 30.0, detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF,
-                 beta: float = DEFAULT_BETA):
+                 beta: float = DEFAULT_BETA, null_refresh: int = 5):
         _check_color(color)
         if not (fps > 0 and math.isfinite(fps)):
             raise ValueError(f"fps must be a positive number, got {fps}")
@@ -442,10 +491,12 @@ class GazeStream:
         self.min_cutoff, self.beta = float(min_cutoff), float(beta)
         OneEuroFilter(min_cutoff, beta)  # validates the parameters now
         self.tracker = FaceTracker(redirector.detector, detect_every=detect_every, max_faces=redirector.max_faces)
+        self.null_cache = NullFieldCache(null_refresh)
         self.frame_index = 0
 
     def reset(self) -> None:
         self.tracker.reset()
+        self.null_cache.clear()
 
     def _filter(self) -> OneEuroFilter:
         return OneEuroFilter(self.min_cutoff, self.beta)
@@ -482,7 +533,9 @@ class GazeStream:
                 f = tr.pupil_filters[side] = self._filter()
             return f(xy / tr.unit, now) * tr.unit
 
-        return self.redirector._redirect_faces(fr, faces, v, h, times, pupil_filter if self.smooth else None)
+        self.null_cache.tick()
+        return self.redirector._redirect_faces(fr, faces, v, h, times, pupil_filter if self.smooth else None,
+                                               null_cache=self.null_cache)
 
     def _smooth_landmarks(self, tr: Track, lm: np.ndarray, now: float) -> np.ndarray:
         if tr.landmark_filter is None:
