@@ -178,7 +178,8 @@ torch::Tensor warp_frame(const torch::Tensor& frames, const torch::Tensor& param
   TORCH_CHECK(frames.size(3) == 1 || frames.stride(3) == 1, "frames must have contiguous channels (stride 1 in the last dim)");
   TORCH_CHECK(frames.numel() > 0, "frames must not be empty, got shape ", shape_str(frames));
   TORCH_CHECK(kernel >= 0 && kernel <= 2, "kernel must be 0 (bilinear), 1 (bicubic) or 2 (lanczos4), got ", kernel);
-  TORCH_CHECK(channels >= 1 && channels <= frames.size(3), "channels must be in [1, ", frames.size(3), "], got ", channels);
+  TORCH_CHECK(channels >= 1 && channels <= std::min<int64_t>(frames.size(3), 4), "channels must be in [1, min(C, 4)] = [1, ",
+              std::min<int64_t>(frames.size(3), 4), "], got ", channels);
   TORCH_CHECK(flow.dim() == 4 && flow.size(1) == 2, "flow must have shape (E, 2, h, w), got ", shape_str(flow));
   const int64_t E = flow.size(0), h = flow.size(2), w = flow.size(3);
   check_param(flow, "flow", {E, 2, h, w}, frames, "frames");

@@ -87,6 +87,40 @@ DW_HD void wf_patch_pos(const float* a, float x, float y, float& u, float& v) {
   v = a[3] * x + a[4] * y + a[5];
 }
 
+// sum over the NT x NT taps of wy[ky] wx[kx] frame[iy[ky], ix[kx], c] for the CC channels,
+// channels innermost (one address per tap); compile-time sizes so the loops unroll.
+template <typename T, int NT, int CC>
+DW_HD void wf_accumulate(const T* __restrict__ frame, const int* iy, const int* ix, const float* wy, const float* wx,
+                         int64_t s_h, int64_t s_w, float* acc) {
+  for (int c = 0; c < CC; ++c) acc[c] = 0.0f;
+#pragma unroll
+  for (int ky = 0; ky < NT; ++ky) {
+    const T* row = frame + iy[ky] * s_h;
+    float r[CC];
+#pragma unroll
+    for (int c = 0; c < CC; ++c) r[c] = 0.0f;
+#pragma unroll
+    for (int kx = 0; kx < NT; ++kx) {
+      const T* p = row + ix[kx] * s_w;
+#pragma unroll
+      for (int c = 0; c < CC; ++c) r[c] += wx[kx] * static_cast<float>(p[c]);
+    }
+#pragma unroll
+    for (int c = 0; c < CC; ++c) acc[c] += wy[ky] * r[c];
+  }
+}
+
+template <typename T, int NT>
+DW_HD void wf_accumulate_c(const T* frame, const int* iy, const int* ix, const float* wy, const float* wx, int64_t s_h,
+                           int64_t s_w, int C, float* acc) {
+  switch (C) {
+    case 1: wf_accumulate<T, NT, 1>(frame, iy, ix, wy, wx, s_h, s_w, acc); break;
+    case 2: wf_accumulate<T, NT, 2>(frame, iy, ix, wy, wx, s_h, s_w, acc); break;
+    case 3: wf_accumulate<T, NT, 3>(frame, iy, ix, wy, wx, s_h, s_w, acc); break;
+    default: wf_accumulate<T, NT, 4>(frame, iy, ix, wy, wx, s_h, s_w, acc); break;
+  }
+}
+
 // One frame pixel (x, y) of eye e: writes out[] where the eye owns the pixel.
 template <typename T>
 DW_HD void warp_frame_pixel(const T* __restrict__ frames, T* __restrict__ out, const float* __restrict__ params,
@@ -130,15 +164,12 @@ DW_HD void warp_frame_pixel(const T* __restrict__ frames, T* __restrict__ out, c
   const float m = mask ? wf_bilinear_clamped(mask + e * hw, u, v, h, w) : 0.0f;
   const T* frame = frames + n * s_n;
   const int64_t here = n * s_n + y * s_h + x * s_w;
+  float acc[4];
+  if (NT == 8) wf_accumulate_c<T, 8>(frame, iy, ix, wy, wx, s_h, s_w, C, acc);
+  else if (NT == 4) wf_accumulate_c<T, 4>(frame, iy, ix, wy, wx, s_h, s_w, C, acc);
+  else wf_accumulate_c<T, 2>(frame, iy, ix, wy, wx, s_h, s_w, C, acc);
   for (int c = 0; c < C; ++c) {
-    float acc = 0.0f;
-    for (int ky = 0; ky < NT; ++ky) {
-      const T* row = frame + iy[ky] * s_h + c;
-      float r = 0.0f;
-      for (int kx = 0; kx < NT; ++kx) r += wx[kx] * static_cast<float>(row[ix[kx] * s_w]);
-      acc += wy[ky] * r;
-    }
-    float val = fminf(fmaxf(acc * norm, 0.0f), white);
+    float val = fminf(fmaxf(acc[c] * norm, 0.0f), white);
     val = val + m * (white - val);
     const float old = static_cast<float>(frames[here + c]);
     float nv = old + fw * (val - old);

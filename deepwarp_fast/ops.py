@@ -403,7 +403,7 @@ def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor,
         raise ValueError("out must be a separate tensor with frames' shape, dtype, strides and device")
     be = _resolve(backend, frames.device, choices=WARP_FRAME_BACKENDS, what="ops.warp_frame")
     fast_dtypes = (torch.uint8, torch.uint16, torch.float32)
-    if be == "reference" or frames.dtype not in fast_dtypes or (be == "triton" and C > 4):
+    if be == "reference" or frames.dtype not in fast_dtypes or C > 4:
         return warp_frame_reference(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=C, out=out)
     if be == "triton":
         from . import kernels
