@@ -222,6 +222,8 @@ class AcceleratedDeepWarp(nn.Module):
             raise ValueError(f"backend must be 'auto', 'cuda', 'triton' or 'reference', got {backend!r}")
         if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be None, torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
+        if cuda_graphs and not torch.cuda.is_available():
+            raise ValueError("cuda_graphs=True needs a CUDA device, and torch sees none: use cuda_graphs=False")
         self.config = cfg = model.config
         self.backend = backend
         self.dtype = dtype
@@ -303,7 +305,7 @@ class AcceleratedDeepWarp(nn.Module):
     # ------------------------------------------------------------ forward
     def forward(self, eyes: Tensor, anchors: Tensor, angles: Tensor, *, return_intermediates: bool = False, validate: bool = True):
         if validate:
-            check_inputs(eyes, anchors, angles, self.config)
+            check_inputs(eyes, anchors, angles, self.config, check_range=True)
         if not self.fused:
             return self.reference(eyes, anchors, angles, return_intermediates=return_intermediates, validate=False)
         if self.cuda_graphs and eyes.is_cuda and not return_intermediates:
@@ -421,5 +423,10 @@ def accelerate(
         model = load_model(model)
     if not isinstance(model, DeepWarp):
         raise TypeError(f"model must be a DeepWarp, a weights file path or None, got {type(model).__name__}")
+    if cuda_graphs:
+        target = torch.device(device) if device is not None else next(model.parameters()).device
+        if target.type != "cuda":
+            raise ValueError(f"cuda_graphs=True captures CUDA graphs, but the model is on {target}: "
+                             f"pass a CUDA model (model.cuda()) or device='cuda'")
     acc = AcceleratedDeepWarp(model, backend=backend, dtype=dtype, cuda_graphs=cuda_graphs)
     return acc.to(device) if device is not None else acc

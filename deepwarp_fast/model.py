@@ -137,6 +137,9 @@ class DeepWarp(nn.Module):
 
     def __init__(self, config: Optional[DeepWarpConfig] = None, backend: str = "reference"):
         super().__init__()
+        from .backends import BACKENDS, check_backend_name
+
+        check_backend_name(backend, ("auto",) + BACKENDS)
         self.config = config = config or DeepWarpConfig()
         self.backend = backend
         self.angle_embedding = AngleEmbedding(config.angle_hidden, config.angle_dim)
@@ -151,7 +154,19 @@ class DeepWarp(nn.Module):
 
     def forward(self, eyes, anchors, angles, *, return_intermediates: bool = False, validate: bool = True):
         if validate:
-            check_inputs(eyes, anchors, angles, self.config)
+            # In eval mode angles must lie in the trained range, as in the face pipeline;
+            # training may draw its own.
+            check_inputs(eyes, anchors, angles, self.config, check_range=not self.training)
+        pdt = self.angle_embedding.fc1.weight.dtype
+        if eyes.dtype != pdt and eyes.dtype.is_floating_point:
+            # Eyes in another float dtype than the weights (float64 or float16 eyes for a
+            # float32 model) run in the weights' dtype and come back in their own, like
+            # the accelerated model's.
+            res = self.forward(eyes.to(pdt), anchors.to(pdt), angles.to(pdt),
+                               return_intermediates=return_intermediates, validate=False)
+            if return_intermediates:
+                return DeepWarpOutput(*(None if t is None else t.to(eyes.dtype) for t in res))
+            return res.to(eyes.dtype)
         be = self.backend
         H, W = self.config.height, self.config.width
         eyes = eyes.contiguous()
