@@ -101,7 +101,7 @@ def read_tensors(path: PathLike, config: DeepWarpConfig) -> Dict[str, torch.Tens
             missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
             if missing or unexpected:
                 raise ValueError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-            for k in sorted(keys):
+            for k in expected:  # in the model's order: the first layer that differs is named
                 shape = tuple(f.get_slice(k).get_shape())
                 if shape != expected[k][0]:
                     raise ValueError(f"{path}: tensor {k!r} has shape {shape}, but the file's config needs {expected[k][0]}")
