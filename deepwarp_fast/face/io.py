@@ -17,6 +17,7 @@ import os
 import re
 import struct
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,9 +101,11 @@ def read_image(path, color: str = "rgb") -> np.ndarray:
     _check_readable(path)
     orientation = 1
     try:
-        with Image.open(path) as im:
-            im.load()
-            orientation = _orientation(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's "Corrupt EXIF data" and the like
+            with Image.open(path) as im:
+                im.load()
+                orientation = _orientation(im)
     except UnidentifiedImageError:
         pass  # a format Pillow does not know; OpenCV may still read it
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError, Image.DecompressionBombError) as exc:
@@ -145,16 +148,18 @@ def read_metadata(path) -> ImageMetadata:
 
     meta = ImageMetadata()
     try:
-        with Image.open(path) as im:
-            info = dict(im.info)
-            try:
-                exif = im.getexif()
-                if len(exif):
-                    if EXIF_ORIENTATION in exif:
-                        exif[EXIF_ORIENTATION] = 1
-                    meta.exif = exif.tobytes()[6:]  # without b"Exif\0\0"
-            except Exception:
-                meta.exif = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                info = dict(im.info)
+                try:
+                    exif = im.getexif()
+                    if len(exif):
+                        if EXIF_ORIENTATION in exif:
+                            exif[EXIF_ORIENTATION] = 1
+                        meta.exif = exif.tobytes()[6:]  # without b"Exif\0\0"
+                except Exception:
+                    meta.exif = None
     except Exception:
         return ImageMetadata()
     icc = info.get("icc_profile")
