@@ -4,19 +4,21 @@ HELP = "redirect the gaze of every face in an image or a video"
 
 EXIT_OK = 0
 EXIT_ERROR = 1        # an unexpected failure while processing
-EXIT_USAGE = 2        # bad arguments: angle out of range, output folder missing, unsupported type...
-EXIT_BAD_INPUT = 3    # the input is missing, unreadable, truncated or damaged
-EXIT_NO_FACE = 4      # no face found: the output was written and equals the input
+EXIT_USAGE = 2        # bad arguments: angle out of range, output folder missing or read-only, bad backend/device/codec, bad weights...
+EXIT_BAD_INPUT = 3    # the input is missing, unreadable, truncated or damaged (a video: frames were dropped)
+EXIT_NO_FACE = 4      # nothing redirected (no face, or every eye skipped): the output equals the input
 EXIT_INTERRUPTED = 130
 
 EPILOG = f"""\
-Exit status: {EXIT_OK} done; {EXIT_USAGE} bad arguments (nothing was written); {EXIT_BAD_INPUT} unreadable,
-truncated or damaged input (for a video, the decodable frames were written);
-{EXIT_NO_FACE} no face found (the output equals the input); {EXIT_INTERRUPTED} interrupted (a video
-written so far stays playable); {EXIT_ERROR} other errors.
-Images keep their depth (8/16 bit), channels and alpha; write .png to keep every pixel
-outside the eyes exactly. Videos keep every frame, the size and the frame rate (no
-audio); .mkv is lossless (FFV1), .mp4/.mov use mp4v, .avi MJPG."""
+Exit status: {EXIT_OK} done; {EXIT_USAGE} bad arguments or weights (checked before any work; nothing
+was written); {EXIT_BAD_INPUT} unreadable, truncated or damaged input (for a video, every decodable
+frame was written and the dropped ones are counted); {EXIT_NO_FACE} nothing redirected: no face found,
+or every eye left unchanged (the output equals the input); {EXIT_INTERRUPTED} interrupted (a video
+written so far stays playable; with no frame written, no file); {EXIT_ERROR} other errors.
+Images are read upright (EXIF orientation) and keep their depth (8/16 bit), channels,
+alpha, EXIF, ICC profile, XMP and DPI (.png, .jpg); write .png to keep every pixel
+outside the eyes exactly. Videos keep every decodable frame, the size and the frame rate
+(no audio); .mkv is lossless (FFV1), .mp4/.mov use mp4v, .avi MJPG."""
 
 import sys
 from pathlib import Path
