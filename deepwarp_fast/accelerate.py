@@ -297,7 +297,8 @@ class AcceleratedDeepWarp(nn.Module):
             return {"conv": "cuda", "tails": "cuda", "warp": "cuda"}
         warp_be = self.backend
         if warp_be == "auto":
-            warp_be = "triton" if backend_status("triton", device)[0] else "reference"
+            # Triton's kernels take float32/float16/bfloat16: float64 runs the PyTorch ops.
+            warp_be = "triton" if dtype != torch.float64 and backend_status("triton", device)[0] else "reference"
         elif warp_be == "triton":
             resolve_backend("triton", device)
         return {"conv": "reference", "tails": "reference", "warp": warp_be}

@@ -482,3 +482,15 @@ def test_unknown_backend_is_rejected_at_once(tmp_path):
 def test_cuda_graphs_on_a_cpu_model_is_rejected():
     with pytest.raises(ValueError, match="cuda_graphs=True"):
         accelerate(DeepWarp(), cuda_graphs=True)
+
+
+def test_readme_exit_status_table_lists_every_status_the_command_returns():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = set(int(m) for m in re.findall(r"^\| (\d+) \| ", readme, flags=re.M))
+    codes = {v for k, v in vars(cmd).items() if k.startswith("EXIT_")}
+    assert table == codes
+    for code in codes:
+        assert f"{code} " in cmd.EPILOG
