@@ -494,3 +494,36 @@ def test_readme_exit_status_table_lists_every_status_the_command_returns():
     assert table == codes
     for code in codes:
         assert f"{code} " in cmd.EPILOG
+
+
+ODD_IMAGES = {
+    "one_pixel.png": lambda: Image.fromarray(np.zeros((1, 1, 3), np.uint8)),
+    "one_row.png": lambda: Image.fromarray(np.zeros((1, 40, 3), np.uint8)),
+    "gray_alpha.png": lambda: Image.fromarray(np.full((40, 40, 2), 99, np.uint8), "LA"),
+    "palette.png": lambda: Image.fromarray(np.arange(1600, dtype=np.uint8).reshape(40, 40)).convert("P"),
+    "bilevel.png": lambda: Image.fromarray(np.arange(1600, dtype=np.uint8).reshape(40, 40)).convert("1"),
+    "cmyk.jpg": lambda: Image.fromarray(np.full((40, 40, 3), 99, np.uint8)).convert("CMYK"),
+    "hdr.tiff": "float32 values up to 5",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_IMAGES))
+def test_unusual_valid_images_are_processed_or_refused_with_exit_3(tmp_path, capsys, name):
+    src, dst = tmp_path / name, tmp_path / ("out_" + name)
+    if name == "hdr.tiff":
+        cv2.imwrite(str(src), np.linspace(0, 5, 40 * 40 * 3, dtype=np.float32).reshape(40, 40, 3))
+    else:
+        ODD_IMAGES[name]().save(src)
+    status = main(["redirect", str(src), "-o", str(dst), "-q"])
+    err = capsys.readouterr().err
+    if name in ("one_pixel.png", "one_row.png", "hdr.tiff"):
+        assert status == cmd.EXIT_BAD_INPUT and "cannot be processed" in err and not dst.exists()
+    else:
+        assert status == cmd.EXIT_NO_FACE and dst.read_bytes() == src.read_bytes()
+
+
+def test_the_video_writer_blames_the_folder_not_the_codec(readonly_dir):
+    from deepwarp_fast.face.video import VideoWriter
+
+    with pytest.raises(PermissionError, match="no file can be created"):
+        VideoWriter(readonly_dir / "deepwarp-out.avi", 20.0, (64, 48))

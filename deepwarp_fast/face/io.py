@@ -120,6 +120,10 @@ def read_image(path, color: str = "rgb") -> np.ndarray:
         img = img[..., 0]
     if img.ndim == 3 and img.shape[2] not in (3, 4):
         raise InputError(f"{path} has {img.shape[2]} channels: only gray, RGB and RGBA images are supported")
+    try:
+        image_format(img)  # what the pipeline cannot take (1-pixel rows, HDR floats) is refused here
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path} cannot be processed: {exc}") from exc
     if img.ndim == 3 and color == "rgb":
         img = np.ascontiguousarray(img[..., [2, 1, 0, 3][: img.shape[2]]])
     return apply_orientation(img, orientation)

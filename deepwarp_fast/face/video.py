@@ -134,6 +134,18 @@ class VideoReader:
         self._cap.release()
 
 
+def _can_create(folder: Path) -> bool:
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".deepwarp-probe.", dir=str(folder))
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
+
+
 class VideoWriter:
     """Writes BGR uint8 frames; the codec follows the extension (FOURCC_BY_EXT) unless
     ``codec`` (a four-letter code) is given. ``threaded`` encodes in a thread."""
@@ -160,6 +172,8 @@ class VideoWriter:
         if not self._w.isOpened():
             self._w.release()
             self._discard()
+            if not os.access(self.path.parent, os.W_OK) or not _can_create(self.path.parent):
+                raise PermissionError(f"cannot write {self.path}: no file can be created in {self.path.parent}")
             raise OSError(f"OpenCV cannot write {self.path} with codec {codec!r} at {self.size[0]}x{self.size[1]}")
         self.times = times
         self.written = 0
