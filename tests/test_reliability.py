@@ -527,3 +527,24 @@ def test_the_video_writer_blames_the_folder_not_the_codec(readonly_dir):
 
     with pytest.raises(PermissionError, match="no file can be created"):
         VideoWriter(readonly_dir / "deepwarp-out.avi", 20.0, (64, 48))
+
+
+def test_a_frame_of_another_size_mid_video_is_dropped_and_counted(tmp_path, small_avi, capsys, monkeypatch):
+    from deepwarp_fast.face.video import VideoReader
+
+    real = VideoReader._read
+    calls = []
+
+    def read(self):
+        ok, frame = real(self)
+        calls.append(1)
+        if ok and len(calls) == 2:  # the second frame decodes to another size
+            frame = np.ascontiguousarray(frame[:100, :120])
+        return ok, frame
+
+    monkeypatch.setattr(VideoReader, "_read", read)
+    dst = tmp_path / "out.avi"
+    assert main(["redirect", str(small_avi), "-o", str(dst), "-q"]) == cmd.EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert "1 of 3 frames could not be decoded" in captured.err and "Traceback" not in captured.err
+    assert _frames(dst) == 2

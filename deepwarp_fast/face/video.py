@@ -310,11 +310,17 @@ def redirect_video(redirector, src, dst, vertical: float = 0.0, horizontal: floa
     stream = redirector.stream(vertical, horizontal, color="bgr", fps=fps, detect_every=detect_every, smooth=smooth)
     writer = None
     bar = None
+    odd_sized = 0
     t0 = time.perf_counter()
     try:
         writer = VideoWriter(dst, fps, (reader.width, reader.height), codec=codec, threaded=threads, times=times)
         bar = tqdm(total=reader.frame_count or None, unit="frame", disable=not progress, desc="redirect", leave=True)
         for i, frame in enumerate(reader):
+            if frame.shape[:2] != (reader.height, reader.width):
+                # A damaged header mid-stream can decode to another size: the frame is
+                # dropped (and counted) rather than ending the run.
+                odd_sized += 1
+                continue
             try:
                 res = stream.process(frame, times=times)
                 out = res.image
@@ -361,7 +367,7 @@ def redirect_video(redirector, src, dst, vertical: float = 0.0, horizontal: floa
         if summary.expected_frames > 0:
             summary.frames_dropped = max(0, summary.expected_frames - summary.frames)
         else:
-            summary.frames_dropped = reader.skipped
+            summary.frames_dropped = reader.skipped + odd_sized
         if summary.frames_dropped and summary.expected_frames > 0:
             summary.messages.append(
                 f"{src}: {summary.frames_dropped} of {summary.expected_frames} frames could not be decoded "
