@@ -548,3 +548,18 @@ def test_a_frame_of_another_size_mid_video_is_dropped_and_counted(tmp_path, smal
     captured = capsys.readouterr()
     assert "1 of 3 frames could not be decoded" in captured.err and "Traceback" not in captured.err
     assert _frames(dst) == 2
+
+
+def test_frames_that_fail_to_process_are_kept_and_exit_1(tmp_path, small_avi, capsys, monkeypatch):
+    from deepwarp_fast.face.redirector import GazeStream
+
+    def broken(self, *a, **k):
+        raise RuntimeError("the backend failed")
+
+    monkeypatch.setattr(GazeStream, "process", broken)
+    dst = tmp_path / "out.avi"
+    assert main(["redirect", str(small_avi), "-o", str(dst), "-q"]) == cmd.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "3 of 3 frames could not be processed" in err and "RuntimeError: the backend failed" in err
+    assert "no face found" not in err
+    assert _frames(dst) == 3

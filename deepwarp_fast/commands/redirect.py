@@ -332,6 +332,12 @@ def _run_video(gr, args, times) -> int:
         else:
             print(f"interrupted before the first frame was written: no output file was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if summary.frames_failed:
+        # Written unchanged so nothing is lost, but not what was asked: never exit 0 (or
+        # "no face found" when every frame failed).
+        print(f"error: {summary.frames_failed} of {summary.frames} frames could not be processed and were written "
+              f"unchanged (the first error is above)", file=sys.stderr)
+        return EXIT_ERROR
     if summary.truncated:
         return EXIT_BAD_INPUT
     if summary.frames and summary.faces_found == 0:
