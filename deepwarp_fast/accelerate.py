@@ -238,6 +238,8 @@ class AcceleratedDeepWarp(nn.Module):
             raise ValueError(f"backend must be 'auto', 'cuda', 'triton' or 'reference', got {backend!r}")
         if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be None, torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
+        if cuda_graphs and not torch.cuda.is_available():
+            raise ValueError("cuda_graphs=True needs a CUDA device, and torch sees none: use cuda_graphs=False")
         self.config = cfg = model.config
         self.backend = backend
         self.dtype = dtype
@@ -311,7 +313,8 @@ class AcceleratedDeepWarp(nn.Module):
             return {"conv": "cuda", "tails": "cuda", "warp": "cuda"}
         warp_be = self.backend
         if warp_be == "auto":
-            warp_be = "triton" if backend_status("triton", device)[0] else "reference"
+            # Triton's kernels take float32/float16/bfloat16: float64 runs the PyTorch ops.
+            warp_be = "triton" if dtype != torch.float64 and backend_status("triton", device)[0] else "reference"
         elif warp_be == "triton":
             resolve_backend("triton", device)
         return {"conv": "reference", "tails": "reference", "warp": warp_be}
@@ -319,7 +322,7 @@ class AcceleratedDeepWarp(nn.Module):
     # ------------------------------------------------------------ forward
     def forward(self, eyes: Tensor, anchors: Tensor, angles: Tensor, *, return_intermediates: bool = False, validate: bool = True):
         if validate:
-            check_inputs(eyes, anchors, angles, self.config)
+            check_inputs(eyes, anchors, angles, self.config, check_range=True)
         if not self.fused:
             return self.reference(eyes, anchors, angles, return_intermediates=return_intermediates, validate=False)
         if self.cuda_graphs and eyes.is_cuda and not return_intermediates:
@@ -332,7 +335,7 @@ class AcceleratedDeepWarp(nn.Module):
         towers run fused; the heads and the LCM's 1x1 layers run in PyTorch, and the
         patch-resolution warp and blend are skipped."""
         if validate:
-            check_inputs(eyes, anchors, angles, self.config)
+            check_inputs(eyes, anchors, angles, self.config, check_range=True)
         if not self.fused:
             return self.reference.fields(eyes, anchors, angles, validate=False)
         with torch.no_grad():
@@ -452,5 +455,10 @@ def accelerate(
         model = load_model(model)
     if not isinstance(model, DeepWarp):
         raise TypeError(f"model must be a DeepWarp, a weights file path or None, got {type(model).__name__}")
+    if cuda_graphs:
+        target = torch.device(device) if device is not None else next(model.parameters()).device
+        if target.type != "cuda":
+            raise ValueError(f"cuda_graphs=True captures CUDA graphs, but the model is on {target}: "
+                             f"pass a CUDA model (model.cuda()) or device='cuda'")
     acc = AcceleratedDeepWarp(model, backend=backend, dtype=dtype, cuda_graphs=cuda_graphs)
     return acc.to(device) if device is not None else acc

@@ -81,6 +81,13 @@ def _probe_cuda_ext(device_type: str) -> Tuple[bool, str]:
     return False, f"the extension does not support device type {device_type!r}"
 
 
+def check_backend_name(name, allowed=("auto",) + BACKENDS) -> None:
+    """Raise a ValueError at once for a backend name that does not exist (a typo), so
+    that it is not found only at the first forward."""
+    if name not in allowed:
+        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(allowed)}")
+
+
 def backend_status(name: str, device: "torch.device | str" = "cpu") -> Tuple[bool, str]:
     """(available, reason) for backend ``name`` on ``device``; reason is '' when available."""
     device_type = torch.device(device).type

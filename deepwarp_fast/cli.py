@@ -12,8 +12,12 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import re
 from typing import List, Optional
 
+# Values such as -1e1, -inf or -.5 are numbers, not options (argparse only knows -1 and
+# -1.5): without this `--vertical -1e1` fails with "expected one argument".
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
 def _command_modules():
@@ -29,10 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="deepwarp-fast", description="DeepWarp gaze redirection, fast.")
+    parser._negative_number_matcher = _NEGATIVE_NUMBER
     parser.add_argument("--version", action="version", version=f"deepwarp_fast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        p._negative_number_matcher = _NEGATIVE_NUMBER
         p.set_defaults(_module=mod.__name__)
         mod.add_arguments(p)
     return parser

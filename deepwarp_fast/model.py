@@ -137,6 +137,9 @@ class DeepWarp(nn.Module):
 
     def __init__(self, config: Optional[DeepWarpConfig] = None, backend: str = "reference"):
         super().__init__()
+        from .backends import BACKENDS, check_backend_name
+
+        check_backend_name(backend, ("auto",) + BACKENDS)
         self.config = config = config or DeepWarpConfig()
         self.backend = backend
         self.angle_embedding = AngleEmbedding(config.angle_hidden, config.angle_dim)
@@ -151,7 +154,9 @@ class DeepWarp(nn.Module):
 
     def forward(self, eyes, anchors, angles, *, return_intermediates: bool = False, validate: bool = True):
         if validate:
-            check_inputs(eyes, anchors, angles, self.config)
+            # In eval mode angles must lie in the trained range, as in the face pipeline;
+            # training may draw its own.
+            check_inputs(eyes, anchors, angles, self.config, check_range=not self.training)
         return self._run(eyes, anchors, angles, "intermediates" if return_intermediates else "output")
 
     def fields(self, eyes, anchors, angles, *, validate: bool = True):
@@ -161,10 +166,21 @@ class DeepWarp(nn.Module):
         ``lcm_blend(warp(eyes, flow), M)``; the face pipeline applies these fields to the
         frame's own pixels instead (SPEC.md, "warp_frame")."""
         if validate:
-            check_inputs(eyes, anchors, angles, self.config)
+            check_inputs(eyes, anchors, angles, self.config, check_range=not self.training)
         return self._run(eyes, anchors, angles, "fields")
 
     def _run(self, eyes, anchors, angles, mode: str):
+        pdt = self.angle_embedding.fc1.weight.dtype
+        if eyes.dtype != pdt and eyes.dtype.is_floating_point:
+            # Eyes in another float dtype than the weights (float64 or float16 eyes for a
+            # float32 model) run in the weights' dtype and come back in their own, like
+            # the accelerated model's.
+            res = self._run(eyes.to(pdt), anchors.to(pdt), angles.to(pdt), mode)
+            if mode == "intermediates":
+                return DeepWarpOutput(*(None if t is None else t.to(eyes.dtype) for t in res))
+            if mode == "fields":
+                return tuple(None if t is None else t.to(eyes.dtype) for t in res)
+            return res.to(eyes.dtype)
         be = self.backend
         H, W = self.config.height, self.config.width
         eyes = eyes.contiguous()

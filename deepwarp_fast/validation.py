@@ -17,11 +17,14 @@ def _check_tensor(name: str, t, shape_desc: str, ndim: int) -> None:
         raise TypeError(f"{name} must be a floating tensor (float32, float16, bfloat16 or float64), got {t.dtype}")
 
 
-def check_inputs(eyes, anchors, angles, config: DeepWarpConfig, check_values: bool = True) -> None:
+def check_inputs(eyes, anchors, angles, config: DeepWarpConfig, check_values: bool = True,
+                 check_range: bool = False) -> None:
     """Raise a clear error unless (eyes, anchors, angles) follow SPEC.md's "Tensors".
 
     ``check_values`` also checks the values (finite anchors/angles, eyes in [0, 1]),
-    which reads the tensors back (a device sync on a GPU).
+    which reads the tensors back (a device sync on a GPU). ``check_range`` also
+    rejects angles outside the trained range +-config.max_angle (inference; the face
+    pipeline applies the same rule).
     """
     H, W, K = config.height, config.width, config.num_anchors
     _check_tensor("eyes", eyes, f"(B, 3, {H}, {W})", 4)
@@ -44,6 +47,11 @@ def check_inputs(eyes, anchors, angles, config: DeepWarpConfig, check_values: bo
     for name, t in (("anchors", anchors), ("angles", angles)):
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
+    if check_range:
+        worst = float(angles.detach().abs().max())
+        if worst > config.max_angle:
+            raise ValueError(f"angles holds {worst:g} degrees, outside the range the weights were trained for: "
+                             f"[-{config.max_angle:g}, {config.max_angle:g}] (config.max_angle)")
     if not bool(torch.isfinite(eyes).all()):
         raise ValueError("eyes contains NaN or infinite values")
     lo, hi = float(eyes.min()), float(eyes.max())

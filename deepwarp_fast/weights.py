@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .backends import BACKENDS, check_backend_name
 from .config import DeepWarpConfig
 from .model import DeepWarp
 
@@ -50,7 +51,11 @@ def save_weights(model: DeepWarp, path: PathLike, provenance: Optional[Dict[str,
 
 
 def read_metadata(path: PathLike) -> Dict[str, Any]:
-    """The config (a DeepWarpConfig), provenance (a dict) and format of a weights file."""
+    """The config (a DeepWarpConfig), provenance (a dict) and format of a weights file.
+
+    Every problem (not safetensors, another format, config or provenance that is not
+    valid JSON, a config field out of range) is a ValueError that names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
@@ -61,18 +66,73 @@ def read_metadata(path: PathLike) -> Dict[str, Any]:
         raise ValueError(f"{path} is not a readable safetensors weights file: {exc}") from exc
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a deepwarp_fast weights file (format {meta.get('format')!r}, expected {FORMAT!r})")
-    return {
-        "format": meta["format"],
-        "config": DeepWarpConfig.from_json(meta["config"]),
-        "provenance": json.loads(meta.get("provenance", "{}")),
-    }
+    if "config" not in meta:
+        raise ValueError(f"{path}: the metadata holds no 'config' (the model's architecture)")
+    try:
+        config = DeepWarpConfig.from_json(meta["config"])
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: the config in its metadata is invalid: {exc}") from exc
+    try:
+        provenance = json.loads(meta.get("provenance", "{}"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: the provenance in its metadata is not valid JSON: {exc}") from exc
+    if not isinstance(provenance, dict):
+        raise ValueError(f"{path}: the provenance in its metadata must be a JSON object, got {type(provenance).__name__}")
+    return {"format": meta["format"], "config": config, "provenance": provenance}
+
+
+def expected_tensors(config: DeepWarpConfig) -> Dict[str, "tuple[tuple[int, ...], torch.dtype]"]:
+    """name -> (shape, dtype) of every tensor a weights file of ``config`` holds, found
+    without allocating the model (it is built on the "meta" device)."""
+    with torch.device("meta"):
+        model = DeepWarp(config)
+    return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+
+
+def read_tensors(path: PathLike, config: DeepWarpConfig) -> Dict[str, torch.Tensor]:
+    """The tensors of the weights file ``path``, checked against ``config`` before any
+    is read (names, shapes and dtypes from the file's header) and after (every float
+    finite, BN variances >= 0): a ValueError names the file and the tensor."""
+    path = Path(path)
+    expected = expected_tensors(config)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            keys = set(f.keys())
+            missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
+            if missing or unexpected:
+                raise ValueError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            for k in expected:  # in the model's order: the first layer that differs is named
+                shape = tuple(f.get_slice(k).get_shape())
+                if shape != expected[k][0]:
+                    raise ValueError(f"{path}: tensor {k!r} has shape {shape}, but the file's config needs {expected[k][0]}")
+            state = {}
+            for k in sorted(keys):
+                t = f.get_tensor(k)
+                if t.dtype.is_floating_point != expected[k][1].is_floating_point or t.is_complex():
+                    raise ValueError(f"{path}: tensor {k!r} has dtype {t.dtype}, expected {expected[k][1]}")
+                state[k] = t
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path}: the tensors cannot be read ({type(exc).__name__}: {exc})") from exc
+    for k, t in state.items():
+        if t.dtype.is_floating_point:
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                raise ValueError(f"{path}: tensor {k!r} holds {int(bad.sum())} NaN or infinite value(s) of {t.numel()} "
+                                 f"(a diverged training run?); refusing to load it")
+            if k.endswith("running_var") and bool((t < 0).any()):
+                raise ValueError(f"{path}: tensor {k!r} holds negative variances; refusing to load it")
+    return state
 
 
 def load_model(path: Optional[PathLike] = None, backend: str = "reference", device: "str | torch.device" = "cpu") -> DeepWarp:
     """Build the model described by a weights file and load its tensors, in eval mode.
 
-    ``path=None`` loads the bundled default weights.
+    ``path=None`` loads the bundled default weights. The config and every tensor's
+    name, shape, dtype and values are checked before the model is built.
     """
+    check_backend_name(backend, ("auto",) + BACKENDS)
     if path is None:
         path = default_weights_path()
         if path is None:
@@ -81,13 +141,8 @@ def load_model(path: Optional[PathLike] = None, backend: str = "reference", devi
                 "pass a weights file, or train one with `deepwarp-fast train`"
             )
     meta = read_metadata(path)
+    state = read_tensors(path, meta["config"])
     model = DeepWarp(meta["config"], backend=backend)
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ValueError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.load_state_dict(state, strict=True)
     model.provenance = meta["provenance"]
     return model.to(device).eval()

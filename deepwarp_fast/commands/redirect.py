@@ -4,19 +4,21 @@ HELP = "redirect the gaze of every face in an image or a video"
 
 EXIT_OK = 0
 EXIT_ERROR = 1        # an unexpected failure while processing
-EXIT_USAGE = 2        # bad arguments: angle out of range, output folder missing, unsupported type...
-EXIT_BAD_INPUT = 3    # the input is missing, unreadable, truncated or damaged
-EXIT_NO_FACE = 4      # no face found: the output was written and equals the input
+EXIT_USAGE = 2        # bad arguments: angle out of range, output folder missing or read-only, bad backend/device/codec, bad weights...
+EXIT_BAD_INPUT = 3    # the input is missing, unreadable, truncated or damaged (a video: frames were dropped)
+EXIT_NO_FACE = 4      # nothing redirected (no face, or every eye skipped): the output equals the input
 EXIT_INTERRUPTED = 130
 
 EPILOG = f"""\
-Exit status: {EXIT_OK} done; {EXIT_USAGE} bad arguments (nothing was written); {EXIT_BAD_INPUT} unreadable,
-truncated or damaged input (for a video, the decodable frames were written);
-{EXIT_NO_FACE} no face found (the output equals the input); {EXIT_INTERRUPTED} interrupted (a video
-written so far stays playable); {EXIT_ERROR} other errors.
-Images keep their depth (8/16 bit), channels and alpha; write .png to keep every pixel
-outside the eyes exactly. Videos keep every frame, the size and the frame rate (no
-audio); .mkv is lossless (FFV1), .mp4/.mov use mp4v, .avi MJPG."""
+Exit status: {EXIT_OK} done; {EXIT_USAGE} bad arguments or weights (checked before any work; nothing
+was written); {EXIT_BAD_INPUT} unreadable, truncated or damaged input (for a video, every decodable
+frame was written and the dropped ones are counted); {EXIT_NO_FACE} nothing redirected: no face found,
+or every eye left unchanged (the output equals the input); {EXIT_INTERRUPTED} interrupted (a video
+written so far stays playable; with no frame written, no file); {EXIT_ERROR} other errors.
+Images are read upright (EXIF orientation) and keep their depth (8/16 bit), channels,
+alpha, EXIF, ICC profile, XMP and DPI (.png, .jpg); write .png to keep every pixel
+outside the eyes exactly. Videos keep every decodable frame, the size and the frame rate
+(no audio); .mkv is lossless (FFV1), .mp4/.mov use mp4v, .avi MJPG."""
 
 import sys
 from pathlib import Path
@@ -57,8 +59,82 @@ def _error(msg: str, status: int) -> int:
     return status
 
 
+MIN_SCORE_RANGE = (0.0, 5.0)  # dlib HOG scores start at 0 (its threshold); real faces score ~0.5-3
+
+
+def _check_writable_folder(folder: Path):
+    """None, or why no file can be created in ``folder``: tried for real, because
+    os.access says yes to root on a read-only mount or a pseudo file system."""
+    import os
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".deepwarp-probe.", dir=str(folder))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
+def _check_device_and_backend(args):
+    """None, or why ``--device`` / ``--backend`` cannot run here."""
+    import torch
+
+    from ..backends import BACKENDS, backend_status
+
+    if args.device is not None:
+        try:
+            dev = torch.device(args.device)
+        except (RuntimeError, ValueError) as exc:
+            return f"--device {args.device!r} is not a device (use cpu or cuda): {exc}"
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                return f"--device {args.device}: no CUDA device is visible to torch (use --device cpu)"
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                return f"--device {args.device}: there are only {torch.cuda.device_count()} CUDA device(s)"
+        elif dev.type != "cpu":
+            return f"--device {args.device!r}: only cpu and cuda are supported"
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.backend != "auto":
+        if args.backend not in BACKENDS:
+            return f"--backend {args.backend!r} is not a backend: use one of auto {' '.join(BACKENDS)}"
+        ok, why = backend_status(args.backend, device)
+        if not ok:
+            return f"--backend {args.backend} cannot run on {torch.device(device).type} here: {why}"
+    return None
+
+
+def _check_codec(args, dst: Path):
+    """None, or why the video encoder cannot write ``dst`` with ``--codec`` (tried on a
+    tiny file beside it, so a bad codec is found before any work)."""
+    import os
+    import tempfile
+
+    import cv2
+
+    from ..face.video import FOURCC_BY_EXT
+
+    codec = args.codec or FOURCC_BY_EXT[dst.suffix.lower()]
+    if len(codec) != 4 or not all(33 <= ord(c) < 127 for c in codec):
+        return f"--codec must be a four-letter code such as mp4v, MJPG or FFV1, got {codec!r}"
+    fd, tmp = tempfile.mkstemp(prefix=".deepwarp-probe.", suffix=dst.suffix, dir=str(dst.parent))
+    os.close(fd)
+    try:
+        w = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*codec), 30.0, (64, 48))
+        ok = w.isOpened()
+        w.release()
+    finally:
+        os.unlink(tmp)
+    if not ok:
+        return f"OpenCV cannot write {dst.suffix} video with codec {codec!r} (try mp4v for .mp4, MJPG for .avi, FFV1 for .mkv)"
+    return None
+
+
 def _check_arguments(args):
     """(kind, status or None): everything that can be checked before any work."""
+    import math
+
     from ..face.io import IMAGE_EXTS, media_kind
     from ..face.video import FOURCC_BY_EXT
 
@@ -74,6 +150,8 @@ def _check_arguments(args):
         return None, _error(f"cannot write video as {dst.suffix!r}: use {' '.join(sorted(FOURCC_BY_EXT))} or pass --codec", EXIT_USAGE)
     if kind == "image" and dst.suffix.lower() not in IMAGE_EXTS:
         return None, _error(f"cannot write an image as {dst.suffix!r}", EXIT_USAGE)
+    if kind == "image" and args.codec is not None:
+        return None, _error("--codec is for videos; an image's format follows its extension", EXIT_USAGE)
     if not dst.parent.is_dir():
         return None, _error(f"the output folder {dst.parent} does not exist (nothing was done)", EXIT_USAGE)
     if src.exists() and dst.exists() and src.resolve() == dst.resolve():
@@ -82,10 +160,31 @@ def _check_arguments(args):
         return None, _error(f"{dst} exists: pass --force to overwrite it", EXIT_USAGE)
     if not src.exists():
         return None, _error(f"{src} does not exist", EXIT_BAD_INPUT)
+    for name in ("vertical", "horizontal"):
+        if math.isnan(getattr(args, name)):
+            return None, _error(f"--{name} is NaN: give a number of degrees", EXIT_USAGE)
     if args.torch_threads < 1:
         return None, _error(f"--torch-threads must be >= 1, got {args.torch_threads}", EXIT_USAGE)
     if args.detect_every < 1:
         return None, _error(f"--detect-every must be >= 1, got {args.detect_every}", EXIT_USAGE)
+    if args.min_face < 10:
+        return None, _error(f"--min-face must be at least 10 pixels, got {args.min_face}", EXIT_USAGE)
+    if not (math.isfinite(args.min_eye) and args.min_eye > 0):
+        return None, _error(f"--min-eye must be a positive number of pixels, got {args.min_eye:g}", EXIT_USAGE)
+    lo, hi = MIN_SCORE_RANGE
+    if not (lo <= args.min_score <= hi):  # NaN fails too
+        return None, _error(f"--min-score must lie in [{lo:g}, {hi:g}] (dlib detection scores: 0 is its threshold, "
+                            f"real faces score ~0.5-3), got {args.min_score:g}", EXIT_USAGE)
+    why = _check_device_and_backend(args)
+    if why:
+        return None, _error(why, EXIT_USAGE)
+    why = _check_writable_folder(dst.parent)
+    if why:
+        return None, _error(f"cannot write to the output folder {dst.parent}: {why} (nothing was done)", EXIT_USAGE)
+    if kind == "video":
+        why = _check_codec(args, dst)
+        if why:
+            return None, _error(why, EXIT_USAGE)
     return kind, None
 
 
@@ -166,7 +265,6 @@ def run(args) -> int:
 
 
 def _run_image(gr, args, times) -> int:
-    import shutil
     import time
 
     from ..face import read_image, write_image
@@ -179,10 +277,10 @@ def _run_image(gr, args, times) -> int:
         print(f"warning: {m}", file=sys.stderr)
     src, dst = Path(args.input), Path(args.output)
     with times("encode") if times else _nullctx():
-        if not res.faces and src.suffix.lower() == dst.suffix.lower():
-            shutil.copyfile(src, dst)  # no face: the very same file
+        if not res.eyes_redirected and src.suffix.lower() == dst.suffix.lower():
+            _copy_file(src, dst)  # nothing changed: the very same file
         else:
-            for m in write_image(dst, res.image, color="bgr"):
+            for m in write_image(dst, res.image, color="bgr", like=src):
                 print(f"warning: {m}", file=sys.stderr)
     dt = time.perf_counter() - t0
     skipped = sum(1 for f in res.faces for e in f.eyes if e.skipped)
@@ -193,7 +291,32 @@ def _run_image(gr, args, times) -> int:
     if not res.faces:
         print(f"warning: no face found in {src}: the output equals the input", file=sys.stderr)
         return EXIT_NO_FACE
+    if not res.eyes_redirected:
+        print(f"warning: {len(res.faces)} face(s) found in {src} but no eye could be redirected (see the warnings "
+              f"above): the output equals the input", file=sys.stderr)
+        return EXIT_NO_FACE
     return EXIT_OK
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a temporary file renamed into place (never half a
+    file), with the permissions a new file gets (umask), not the input's."""
+    import os
+    import shutil
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=dst.suffix + ".part", dir=str(dst.parent))
+    try:
+        with os.fdopen(fd, "wb") as f, open(src, "rb") as g:
+            shutil.copyfileobj(g, f)
+        from ..face.io import _umask_mode
+
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _run_video(gr, args, times) -> int:
@@ -209,13 +332,26 @@ def _run_video(gr, args, times) -> int:
         print("time per stage (decode and encode run in their own threads, overlapped with the rest):")
         print(times.report(summary.frames))
     if summary.interrupted:
-        print(f"interrupted: {args.output} holds the {summary.frames} frames written so far (playable)", file=sys.stderr)
+        if summary.frames:
+            print(f"interrupted: {args.output} holds the {summary.frames} frames written so far (playable)", file=sys.stderr)
+        else:
+            print(f"interrupted before the first frame was written: no output file was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if summary.frames_failed:
+        # Written unchanged so nothing is lost, but not what was asked: never exit 0 (or
+        # "no face found" when every frame failed).
+        print(f"error: {summary.frames_failed} of {summary.frames} frames could not be processed and were written "
+              f"unchanged (the first error is above)", file=sys.stderr)
+        return EXIT_ERROR
     if summary.truncated:
         return EXIT_BAD_INPUT
     if summary.frames and summary.faces_found == 0:
         print(f"warning: no face found in any frame of {args.input}: every frame passed through unchanged "
               f"(re-encoded; bit for bit with .mkv)", file=sys.stderr)
+        return EXIT_NO_FACE
+    if summary.frames and summary.eyes_redirected == 0:
+        print(f"warning: faces were found in {args.input} but no eye could be redirected (see the warnings above): "
+              f"every frame passed through unchanged (re-encoded; bit for bit with .mkv)", file=sys.stderr)
         return EXIT_NO_FACE
     return EXIT_OK
 

@@ -4,12 +4,18 @@ dropped: a frame that cannot be processed goes out untouched.
 
 Output codecs (OpenCV): .mp4/.m4v/.mov mp4v, .avi MJPG, .mkv FFV1 (lossless: frames
 without a face come out bit for bit). OpenCV carries no audio: the output is silent.
-The writer is closed in a ``finally``, so an interrupted run (Ctrl-C, SIGTERM in the
-CLI) leaves a playable file holding every frame written so far.
+The video is written to a temporary file beside the output and renamed into place
+when it is closed, in a ``finally``: an interrupted run (Ctrl-C, SIGTERM in the CLI)
+leaves a playable file holding every frame written so far, and a run that wrote no
+frame leaves no file at all.
+
+Damaged frames in the middle of a video (a decoder error) are skipped, counted and
+reported; decoding goes on after them (VideoReader.skipped).
 """
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 import time
@@ -27,8 +33,19 @@ FOURCC_BY_EXT = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG",
 _END = object()
 
 
+# A read that fails is retried this many times in a row before the video counts as
+# ended: each retry moves the demuxer past one damaged packet (at the real end of the
+# file a retry costs ~1 us).
+MAX_CONSECUTIVE_FAILURES = 500
+
+
 class VideoReader:
-    """Frames (BGR uint8) of a video file; ``prefetch`` decodes ahead in a thread."""
+    """Frames (BGR uint8) of a video file; ``prefetch`` decodes ahead in a thread.
+
+    Frames that cannot be decoded are skipped: ``skipped`` counts the failed reads
+    that were followed by a good frame (damage in the middle; the exact number of
+    frames lost is ``frame_count`` minus the frames read, where the header stores it).
+    """
 
     def __init__(self, path, prefetch: bool = True, times: Optional[StageTimes] = None, queue_size: int = 4):
         import cv2
@@ -42,6 +59,7 @@ class VideoReader:
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.times = times
+        self.skipped = 0
         ok, first = self._read()
         if not ok:
             self._cap.release()
@@ -56,6 +74,12 @@ class VideoReader:
     def _read(self) -> Tuple[bool, Optional[np.ndarray]]:
         t0 = time.perf_counter()
         ok, frame = self._cap.read()
+        failures = 0
+        while not ok and failures < MAX_CONSECUTIVE_FAILURES:
+            failures += 1
+            ok, frame = self._cap.read()
+        if ok and failures:
+            self.skipped += failures
         if self.times is not None and ok:
             self.times.add("decode", time.perf_counter() - t0)
         return ok, frame
@@ -110,6 +134,18 @@ class VideoReader:
         self._cap.release()
 
 
+def _can_create(folder: Path) -> bool:
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".deepwarp-probe.", dir=str(folder))
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
+
+
 class VideoWriter:
     """Writes BGR uint8 frames; the codec follows the extension (FOURCC_BY_EXT) unless
     ``codec`` (a four-letter code) is given. ``threaded`` encodes in a thread."""
@@ -130,8 +166,14 @@ class VideoWriter:
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
         self.codec, self.fps, self.size = codec, float(fps), (int(size[0]), int(size[1]))
-        self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, self.size)
+        # OpenCV picks the container from the extension: the temporary name keeps it.
+        self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{id(self):x}.part{self.path.suffix}")
+        self._w = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*codec), self.fps, self.size)
         if not self._w.isOpened():
+            self._w.release()
+            self._discard()
+            if not os.access(self.path.parent, os.W_OK) or not _can_create(self.path.parent):
+                raise PermissionError(f"cannot write {self.path}: no file can be created in {self.path.parent}")
             raise OSError(f"OpenCV cannot write {self.path} with codec {codec!r} at {self.size[0]}x{self.size[1]}")
         self.times = times
         self.written = 0
@@ -169,13 +211,24 @@ class VideoWriter:
         else:
             self._queue.put(frame)
 
+    def _discard(self) -> None:
+        try:
+            self._tmp.unlink()
+        except FileNotFoundError:
+            pass
+
     def close(self) -> None:
-        """Encode what is queued and finish the container (a playable file)."""
+        """Encode what is queued, finish the container (a playable file) and move it to
+        ``path``; with no frame written, remove it (no file that would not open)."""
         if self._thread is not None:
             self._queue.put(_END)
             self._thread.join()
             self._thread = None
         self._w.release()
+        if self._error is not None or self.written == 0:
+            self._discard()
+        elif self._tmp.exists():
+            os.replace(self._tmp, self.path)
         if self._error is not None:
             raise self._error
 
@@ -191,6 +244,8 @@ class VideoSummary:
     faces_found: int = 0
     frames_without_face: int = 0
     frames_failed: int = 0
+    frames_dropped: int = 0
+    eyes_redirected: int = 0
     fps_in: float = 0.0
     seconds: float = 0.0
     interrupted: bool = False
@@ -199,7 +254,8 @@ class VideoSummary:
 
     @property
     def truncated(self) -> bool:
-        return not self.interrupted and self.expected_frames > 0 and self.frames < self.expected_frames
+        """Frames of the input were lost: undecodable (damaged), or the file ends early."""
+        return not self.interrupted and self.frames_dropped > 0
 
     @property
     def fps(self) -> float:
@@ -215,6 +271,8 @@ class VideoSummary:
             lines.append("eyes left unchanged: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped_eyes.items())))
         if self.frames_failed:
             lines.append(f"frames passed through unprocessed after an error: {self.frames_failed}")
+        if self.frames_dropped:
+            lines.append(f"input frames that could not be decoded (dropped): {self.frames_dropped}")
         return "\n".join(lines)
 
 
@@ -252,11 +310,17 @@ def redirect_video(redirector, src, dst, vertical: float = 0.0, horizontal: floa
     stream = redirector.stream(vertical, horizontal, color="bgr", fps=fps, detect_every=detect_every, smooth=smooth)
     writer = None
     bar = None
+    odd_sized = 0
     t0 = time.perf_counter()
     try:
         writer = VideoWriter(dst, fps, (reader.width, reader.height), codec=codec, threaded=threads, times=times)
         bar = tqdm(total=reader.frame_count or None, unit="frame", disable=not progress, desc="redirect", leave=True)
         for i, frame in enumerate(reader):
+            if frame.shape[:2] != (reader.height, reader.width):
+                # A damaged header mid-stream can decode to another size: the frame is
+                # dropped (and counted) rather than ending the run.
+                odd_sized += 1
+                continue
             try:
                 res = stream.process(frame, times=times)
                 out = res.image
@@ -270,6 +334,7 @@ def redirect_video(redirector, src, dst, vertical: float = 0.0, horizontal: floa
             writer.write(out)
             summary.frames += 1
             if res is not None:
+                summary.eyes_redirected += res.eyes_redirected
                 summary.faces_found += len(res.faces)
                 summary.frames_without_face += not res.faces
                 for f in res.faces:
@@ -296,7 +361,19 @@ def redirect_video(redirector, src, dst, vertical: float = 0.0, horizontal: floa
             summary.messages.append(
                 f"{dst}: the encoder wrote {size[0]}x{size[1]} frames for {reader.width}x{reader.height} input "
                 f"(OpenCV's encoders round odd sizes down to even)")
-    if summary.truncated:
-        summary.messages.append(f"{src}: the input ended after {summary.frames} of {summary.expected_frames} "
-                                f"frames (truncated or damaged?); all decodable frames were written")
+    if not summary.interrupted:
+        # The header's frame count makes the count exact; without it, the failed reads
+        # that a good frame followed are a lower bound.
+        if summary.expected_frames > 0:
+            summary.frames_dropped = max(0, summary.expected_frames - summary.frames)
+        else:
+            summary.frames_dropped = reader.skipped + odd_sized
+        if summary.frames_dropped and summary.expected_frames > 0:
+            summary.messages.append(
+                f"{src}: {summary.frames_dropped} of {summary.expected_frames} frames could not be decoded "
+                f"(damaged or truncated) and were dropped; the other {summary.frames} were written")
+        elif summary.frames_dropped:
+            summary.messages.append(
+                f"{src}: at least {summary.frames_dropped} frames could not be decoded (damaged) and were dropped; "
+                f"the {summary.frames} decodable frames were written")
     return summary
