@@ -158,7 +158,13 @@ def test_gradcheck_whole_model_tiny(gen):
     def f(eyes, angles, *ps):
         return torch.func.functional_call(model, dict(zip(names, ps)), (eyes, anchors, angles), {"validate": False})
 
-    assert torch.autograd.gradcheck(f, (eyes, angles, *params), eps=1e-6, atol=1e-5)
+    # Thousands of tiny ops: one intra-op thread (a busy machine's thread pool made it minutes).
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert torch.autograd.gradcheck(f, (eyes, angles, *params), eps=1e-6, atol=1e-5)
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_bfloat16_model_close_to_float32(gen):

@@ -178,3 +178,16 @@ def test_a_stream_reuses_each_eyes_angle_zero_fields_for_a_few_frames():
     assert sizes[7:] == [4] * 7
     with pytest.raises(ValueError, match="refresh"):
         gr.stream(5, 0, null_refresh=0)
+
+
+def test_an_eye_whose_blend_region_leaves_the_frame_is_redirected_with_a_message():
+    img = skdata.astronaut()
+    gr = GazeRedirector(ShiftEyesModel(0.3))
+    base = gr.redirect(img, 0, 0)
+    lm = base.faces[0].landmarks
+    x_cut = int(np.ceil(lm[42:48, 0].max())) + 3  # every image-right eye point inside, its surroundings not
+    cut = np.ascontiguousarray(img[:, :x_cut])
+    res = gr.redirect(cut, 10, 10, faces=base.faces)
+    assert res.eyes_redirected == 2
+    assert sum("past the image border" in m for m in res.messages) == 1
+    assert not any("past the image border" in m for m in gr.redirect(img, 10, 10, faces=base.faces).messages)

@@ -179,6 +179,19 @@ class _Frame:
         return slice(0, 1) if self.channels == 1 else slice(0, 3)
 
 
+def _blend_region_leaves_frame(crop: EyeCrop, w: int, h: int, frame_w: int, frame_h: int) -> bool:
+    """Whether the feathered ellipse around an eye (where the paste can change pixels)
+    reaches outside the frame."""
+    from .paste import MASK_AX, MASK_AY
+
+    t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    u = (w - 1) / 2.0 + MASK_AX * w / 2.0 * np.cos(t)
+    v = (h - 1) / 2.0 + MASK_AY * h / 2.0 * np.sin(t)
+    pts = crop.to_frame(np.stack([u, v], axis=1))
+    return bool((pts[:, 0] < -0.5).any() or (pts[:, 1] < -0.5).any() or (pts[:, 0] > frame_w - 0.5).any()
+                or (pts[:, 1] > frame_h - 0.5).any())
+
+
 class GazeRedirector:
     """Redirects the gaze of every face in an image or a stream of frames.
 
@@ -329,6 +342,9 @@ class GazeRedirector:
                         continue
                     crop = eye_crop(lm, eye.side, Wp, Hp, cfg.crop_scale, self.level_roll)
                     eye.crop = crop
+                    if _blend_region_leaves_frame(crop, Wp, Hp, Wf, Hf):
+                        messages.append(f"face at {face.box}: the {eye.side.replace('_', '-')} eye's blend region reaches "
+                                        "past the image border; redirected from the visible part (check the result)")
                     if eye_aspect_ratio(crop.eyelid) < self.closed_eye_ratio:
                         eye.skipped = "closed"
                         messages.append(f"face at {face.box}: the {eye.side.replace('_', '-')} eye is closed; left unchanged")
