@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from deepwarp_fast.cli import main
@@ -17,6 +18,7 @@ def test_env_json_lists_every_backend(capsys):
     assert info["torch"]
 
 
+@pytest.mark.slow
 def test_python_m_env_runs():
     out = subprocess.run([sys.executable, "-m", "deepwarp_fast", "env"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

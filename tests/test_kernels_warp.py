@@ -71,8 +71,15 @@ def test_image_without_grad_gets_none_and_flow_grad_is_deterministic(gen, device
     second = torch.autograd.grad(kernels.warp_normalized(image, flow, resid), (flow, resid), grad_out)
     for a, b in zip(first, second):
         assert torch.equal(a, b)  # gathers, no atomics: bitwise reproducible
-    out = kernels.warp(image, torch.zeros(B, 2, H, W, device=device, requires_grad=True))
-    assert out.requires_grad and not image.requires_grad
+    # An image that needs no gradient gets none: autograd returns only the flow's, and
+    # asking for the image's fails because it is not part of the graph.
+    flow_full = rand(gen, B, 2, H, W, lo=-2, hi=2, device=device).requires_grad_(True)
+    out = kernels.warp(image, flow_full)
+    assert out.requires_grad and image.grad is None
+    (g_flow,) = torch.autograd.grad(out, (flow_full,), grad_out, retain_graph=True)
+    assert g_flow.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        torch.autograd.grad(out, (image,), grad_out)
 
 
 @pytest.mark.parametrize("device", DEVICES)

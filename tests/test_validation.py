@@ -70,8 +70,29 @@ def test_unavailable_backend_says_why(monkeypatch):
         resolve_backend("triton", "cpu")
 
 
-def test_auto_falls_back_on_cpu():
-    assert resolve_backend("auto", "cpu") in ("reference", "cuda")
+def test_auto_picks_the_extension_when_it_loads_else_the_reference(monkeypatch):
+    from deepwarp_fast import _ext, backends
+
+    expected = "cuda" if _ext.load()[0] is not None else "reference"
+    assert resolve_backend("auto", "cpu") == expected
+    # With the extension unavailable, "auto" falls back to the reference.
+    monkeypatch.setattr(backends, "_probe_cuda_ext", lambda device_type: (False, "hidden by the test"))
+    assert resolve_backend("auto", "cpu") == "reference"
+
+
+def test_auto_says_once_which_backend_it_picked(monkeypatch):
+    import warnings
+
+    from deepwarp_fast import backends
+
+    monkeypatch.setattr(backends, "_announced", {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = resolve_backend("auto", "cpu", what="the test")
+        for _ in range(3):
+            resolve_backend("auto", "cpu", what="the test")
+    said = [w for w in caught if issubclass(w.category, backends.BackendChoiceWarning)]
+    assert len(said) == 1 and f"picked {first!r}" in str(said[0].message)
 
 
 def test_cuda_backend_on_single_ops_points_to_accelerate(gen):
