@@ -12,12 +12,22 @@ Choices:
   fails to link -lcudart, so the result is written back to cpp_extension.CUDA_HOME.
 - Architectures: TORCH_CUDA_ARCH_LIST when set, else the visible GPU's, else 9.0
   (one architecture keeps the build to a couple of minutes on 2 cores).
+- libstdc++: always the shared library, named by its full path on the link line
+  (``link_flags``). On the GPU image (Ubuntu 24.04, torch 2.11) CXX=/opt/gcc/bin/g++ is
+  a wrapper whose -B folder holds libstdc++.a but no libstdc++.so, so the link silently
+  took libstdc++ *statically*: the module carried a private copy of the C++ runtime
+  (iostreams, locales) beside the shared one that torch uses, and the first error message
+  that formats an integer through an ostringstream (``x must have 4 dims, got ...``)
+  crashed the interpreter with SIGSEGV (messages made of strings only went through).
 """
 from __future__ import annotations
 
 import glob
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 from typing import Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,6 +140,48 @@ def compile_flags(with_cuda: bool) -> Dict[str, List[str]]:
     return {"cxx": cxx, "nvcc": nvcc} if with_cuda else {"cxx": cxx}
 
 
+def _loaded_libstdcxx() -> Optional[str]:
+    """The libstdc++ mapped into this process (the one torch runs with), or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if os.path.basename(path).startswith("libstdc++.so") and os.path.isfile(path):
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+def shared_libstdcxx() -> Optional[str]:
+    """The full path of a shared libstdc++ to link (Linux), or None: the compiler's own
+    libstdc++.so, else the libstdc++.so.6 this process runs with, else the one the
+    compiler finds."""
+    if not sys.platform.startswith("linux"):
+        return None
+    cxx = shlex.split(os.environ.get("CXX") or "c++")
+
+    def ask(name: str) -> Optional[str]:
+        try:
+            out = subprocess.run(cxx + [f"-print-file-name={name}"], capture_output=True, text=True,
+                                 timeout=60).stdout.strip()
+        except Exception:
+            return None
+        # The driver echoes the bare name when it finds no such file.
+        return out if os.path.isabs(out) and os.path.isfile(out) else None
+
+    return ask("libstdc++.so") or _loaded_libstdcxx() or ask("libstdc++.so.6")
+
+
+def link_flags() -> List[str]:
+    """Extra linker arguments: the shared libstdc++ by full path, so that no -L folder
+    holding a libstdc++.a (or a compiler that defaults to -static-libstdc++) can link a
+    private copy of the C++ runtime into the module. They follow the objects on the link
+    line, before the driver's own -lstdc++, so every C++ runtime symbol binds to it."""
+    lib = shared_libstdcxx()
+    return [lib] if lib else []
+
+
 def extension_kwargs(cpp_extension, torch):
     """The Extension that setup.py builds, or None when there is nothing to build."""
     if not sources(False):
@@ -148,6 +200,7 @@ def extension_kwargs(cpp_extension, torch):
         sources=sources(with_cuda, relative_to=ROOT),
         include_dirs=[source_dir()],
         extra_compile_args=compile_flags(with_cuda),
+        extra_link_args=link_flags(),
     )
 
 
@@ -165,6 +218,7 @@ def jit_kwargs(cpp_extension, torch, build_directory: str) -> Dict:
         sources=sources(with_cuda),
         extra_include_paths=[src],
         extra_cflags=flags["cxx"],
+        extra_ldflags=link_flags(),
         build_directory=build_directory,
         with_cuda=with_cuda,
         verbose=os.environ.get("DEEPWARP_JIT_VERBOSE", "0") not in ("", "0"),

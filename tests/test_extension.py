@@ -2,6 +2,8 @@
 their PyTorch references (CPU always; CUDA, with float16/bfloat16, when a GPU is
 present), argument checks, and the torch.library registration (opcheck)."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -19,6 +21,7 @@ from deepwarp_fast.accelerate import (
 )
 
 C, WHY = _ext.load(jit=False)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # When torch is a CUDA build and a CUDA toolkit is present, the install must have built
 # the CUDA kernels: a missing extension is then a failure, not a skip.
 CUDA_BUILD_EXPECTED = _build.cuda_status(torch)[0] and os.environ.get("DEEPWARP_NO_EXTENSION", "0") in ("", "0")
@@ -57,6 +60,48 @@ def test_build_settings_pick_sources_and_flags(monkeypatch):
     ext = _build.extension_kwargs(cpp_extension, torch)
     assert not any(s.endswith(".cu") for s in ext.sources)
     assert "DEEPWARP_CPU_ONLY_EXTENSION" in _build.cuda_status(torch)[1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libstdc++ is the Linux C++ runtime")
+def test_build_links_the_shared_libstdcxx(monkeypatch, tmp_path):
+    """The link line names a shared libstdc++ by full path (a static one crashed on the GPU
+    image), in setup.py's and the JIT's arguments, even when the compiler finds no
+    libstdc++.so of its own."""
+    from torch.utils import cpp_extension
+
+    flags = _build.link_flags()
+    assert len(flags) == 1 and os.path.isabs(flags[0]) and ".so" in os.path.basename(flags[0])
+    assert _build.extension_kwargs(cpp_extension, torch).extra_link_args == flags
+    assert _build.jit_kwargs(cpp_extension, torch, str(tmp_path))["extra_ldflags"] == flags
+    # A compiler like the GPU image's wrapper: -print-file-name finds nothing.
+    fake = tmp_path / "fake-g++"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in -print-file-name=*) echo "${a#-print-file-name=}";; esac; done\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    lib = _build.shared_libstdcxx()
+    assert lib is not None and os.path.basename(lib).startswith("libstdc++.so") and os.path.isfile(lib)
+
+
+@needs_ext
+def test_error_message_with_numbers_does_not_crash():
+    """An error message that formats integers (an ostringstream in the module): with a
+    statically linked libstdc++ this killed the interpreter; run in a child process so
+    that such a build fails this test instead of the whole session."""
+    code = (
+        "import torch\n"
+        "from deepwarp_fast import _ext\n"
+        "C, why = _ext.load(jit=False)\n"
+        "x = torch.rand(4, 7, 9)\n"
+        "try:\n"
+        "    C.conv_bias_relu(x, torch.rand(6, 4, 3, 3), torch.rand(6), None, True)\n"
+        "except RuntimeError as e:\n"
+        "    print('raised:', e)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in [ROOT, os.environ.get("PYTHONPATH", "")] if p))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, (f"the child died (return code {r.returncode}; a negative one is a signal): a C++ "
+                               f"runtime linked into the module? stderr: {r.stderr[-2000:]}")
+    assert "raised: x must have 4 dims, got shape (4, 7, 9)" in r.stdout
 
 
 def test_cuda_home_env_without_toolkit_is_reported(monkeypatch, tmp_path):
