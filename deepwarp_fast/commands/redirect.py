@@ -38,7 +38,11 @@ def add_arguments(p):
     p.add_argument("--no-level-roll", action="store_true", help="do not level head roll in the eye patches")
     p.add_argument("--min-face", type=int, default=80, help="smallest face (pixels) to look for; below 80 is slower (default 80)")
     p.add_argument("--min-eye", type=float, default=10.0, help="skip faces whose eyes are narrower than this, in pixels (default 10)")
-    p.add_argument("--min-score", type=float, default=0.3, help="detector score a face needs (default 0.3; lower finds harder faces and more false alarms)")
+    p.add_argument("--detector", choices=["blazeface", "hog"], default="blazeface",
+                   help="face detector: blazeface (a CNN, default) or hog (dlib's HOG, frontal faces only)")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="detector score a face needs (default: blazeface 0.75, a probability; hog 0.3, an SVM margin); "
+                        "lower finds harder faces and more false alarms")
     p.add_argument("--detect-every", type=int, default=10, help="video: full face detection every N frames (default 10)")
     p.add_argument("--no-smooth", action="store_true", help="video: no temporal smoothing of the landmarks")
     p.add_argument("--codec", default=None, help="video: four-letter codec (default by extension: mp4v, MJPG, FFV1)")
@@ -132,6 +136,10 @@ def run(args) -> int:
             gr = GazeRedirector(weights=args.weights, backend=args.backend, device=args.device,
                                 level_roll=not args.no_level_roll, min_face=args.min_face, min_eye_px=args.min_eye,
                                 min_score=args.min_score)
+            if gr.detector.detector != args.detector:  # GazeRedirector builds the default detector
+                from ..face.landmarks import FaceDetector
+
+                gr.detector = FaceDetector(min_face=args.min_face, min_score=args.min_score, detector=args.detector)
         except FaceModelsUnavailableError as exc:
             return _error(str(exc), EXIT_ERROR)
         except ValueError as exc:

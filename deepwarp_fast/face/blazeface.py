@@ -8,8 +8,8 @@ convolutions, residual adds, channel pads, max pools) is kept in the file's meta
 run op by op in NCHW; TFLite's "same" padding (extra row/column at the bottom/right) is
 reproduced exactly.
 
-``BlazeFace`` maps (B, 3, 128, 128) RGB in [-1, 1] to raw regressors (B, 896, 16) and
-score logits (B, 896); ``decode`` turns them into boxes, scores and 6 keypoints (right
+``BlazeFace`` maps (B, 3, 128, 128) RGB in [-1, 1] (or (B, 1, H, W) grayscale, the
+same as three equal channels) to raw regressors (B, 896, 16) and score logits (B, 896); ``decode`` turns them into boxes, scores and 6 keypoints (right
 eye, left eye, nose tip, mouth, right ear tragion, left ear tragion; the subject's
 sides) in input pixels, with MediaPipe's SSD anchors; ``weighted_nms`` merges them.
 The network is fully convolutional, so it also runs on a whole frame of any size: it
@@ -68,6 +68,8 @@ class BlazeFace(torch.nn.Module):
                     if any(ph + pw):
                         h = F.pad(h, (pw[0], pw[1], ph[0], ph[1]))
                 groups = h.shape[1] if op == "depthwise_conv_2d" else 1
+                if groups == 1 and h.shape[1] == 1 and w.shape[1] == 3:
+                    w = w.sum(1, keepdim=True)  # a grayscale input: its 3 channels are equal
                 y = F.conv2d(h, w, ins[2] if len(ins) > 2 else None, stride=(sh, sw), groups=groups)
             elif op == "max_pool_2d":
                 h = ins[0]
