@@ -176,6 +176,29 @@ def evaluate(detector, frames: List[Frame], faceless: List[np.ndarray]):
                 faceless_with_detection=fa_images, faceless=len(faceless), ms_per_frame=1e3 * t_faces, missed=missed)
 
 
+def speed(frames: List[Frame], rounds: int = 3):
+    """Median ms per call, the detectors interleaved: full-frame detect at min_face 80 and
+    48, and detect_near (the tracker's per-frame search) around each frame's first face."""
+    from deepwarp_fast.face.landmarks import FaceDetector
+
+    dets = {(name, mf): FaceDetector(detector=name, min_face=mf) for name in ("hog", "blazeface") for mf in (80, 48)}
+    times = {k: [] for k in list(dets) + [("hog", "near"), ("blazeface", "near")]}
+    for _ in range(rounds):
+        for fr in frames:
+            for k, d in dets.items():
+                t = time.perf_counter()
+                d.detect(fr.gray)
+                times[k].append(time.perf_counter() - t)
+            for name in ("hog", "blazeface"):
+                d = dets[(name, 48)]
+                b = fr.boxes[0]
+                box = tuple(int(round(v)) for v in b)
+                t = time.perf_counter()
+                d.detect_near(fr.gray, box)
+                times[(name, "near")].append(time.perf_counter() - t)
+    return {k: 1e3 * float(np.median(v)) for k, v in times.items()}
+
+
 def main():
     import torch
 
@@ -194,6 +217,12 @@ def main():
               f"{r['faceless_with_detection']} / {r['faceless']} | {r['ms_per_frame']:.0f} |")
         for m in r["missed"][:12]:
             print("   missed in:", "; ".join(m))
+    sp = speed(frames[:8])
+    print(f"\nms per 1280x720 frame (median, interleaved, {torch.get_num_threads()} thread(s)):")
+    print("| detector | full frame, min_face 80 | full frame, min_face 48 | detect_near (tracking) |")
+    print("|---|---:|---:|---:|")
+    for name in ("hog", "blazeface"):
+        print(f"| {name} | {sp[(name, 80)]:.1f} | {sp[(name, 48)]:.1f} | {sp[(name, 'near')]:.1f} |")
 
 
 if __name__ == "__main__":
