@@ -33,6 +33,9 @@ def test_weights_ship_with_the_package_and_carry_their_licence():
     with safe_open(blazeface.WEIGHTS, framework="pt") as f:
         meta = f.metadata()
     assert "Apache-2.0" in meta["license"] and "Google" in meta["license"]
+    with open(os.path.join(os.path.dirname(blazeface.WEIGHTS), "LICENSE-blazeface.txt")) as f:
+        text = f.read()
+    assert "Apache License" in text and "Version 2.0" in text and "Google LLC" in text
 
 
 def test_port_matches_the_tflite_model():
