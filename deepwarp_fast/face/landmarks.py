@@ -41,6 +41,8 @@ LEGACY_HOG_MIN_SCORE = 0.3
 # pyramid puts every face size between min_face and the frame's short side in this band.
 BLAZE_FACE_LO, BLAZE_FACE_HI, BLAZE_LEVEL_RATIO = 30.0, 90.0, 3.0
 BLAZE_BORDER = 32  # px of mirrored margin around each pyramid level
+# From this roll (degrees, BlazeFace's eye keypoints) on, landmarks() levels the face first.
+BLAZE_LEVEL_ROLL = 10.0
 # BlazeFace box (centre, side) -> dlib HOG box, fitted on the bundled faces (see
 # tests/face_hardset.py, 20 pairs: side ratio 0.96 +- 0.10, centre offset +- 0.03 side).
 BLAZE_TO_HOG_SCALE, BLAZE_TO_HOG_DX, BLAZE_TO_HOG_DY = 0.96, 0.0, 0.01
@@ -119,6 +121,7 @@ class FaceDetector:
         self.min_score = float(min_score)
         self._detector, self._predictor = _models()
         self._cnn = _blazeface() if detector == "blazeface" else None
+        self._roll: dict = {}  # box -> BlazeFace's eye-line angle (degrees), for landmarks()
 
     # ------------------------------------------------------------------ dlib HOG
     def _run(self, gray: np.ndarray, scale: float) -> List[Tuple[Box, float]]:
@@ -187,10 +190,21 @@ class FaceDetector:
         cx, cy, half = cx + BLAZE_TO_HOG_DX * side, cy + BLAZE_TO_HOG_DY * side, BLAZE_TO_HOG_SCALE * side / 2
         return int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half))
 
-    def _blaze_faces(self, gray, scales, min_score, border: int = BLAZE_BORDER) -> List[Tuple[Box, float]]:
+    def _blaze_faces(self, gray, scales, min_score, border: int = BLAZE_BORDER,
+                     offset=(0, 0)) -> List[Tuple[Box, float]]:
         boxes, scores, kps = self._blaze(gray, scales, min_score, border)
-        self.last_keypoints = kps
-        return [(self._to_hog_box(b), float(s)) for b, s in zip(boxes, scores)]
+        out = []
+        for b, s, kp in zip(boxes, scores, kps):
+            box = self._to_hog_box(b)
+            box = (box[0] + offset[0], box[1] + offset[1], box[2] + offset[0], box[3] + offset[1])
+            # the eye line's angle (image y down): landmarks() levels the face with it
+            (rx, ry), (lx, ly) = kp[0], kp[1]
+            self._roll[box] = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+            out.append((box, float(s)))
+        if len(self._roll) > 64:  # keep the latest faces only
+            for k in list(self._roll)[:-32]:
+                del self._roll[k]
+        return out
 
     # ------------------------------------------------------------------ API
     def detect(self, gray: np.ndarray) -> List[Tuple[Box, float]]:
@@ -222,7 +236,11 @@ class FaceDetector:
         scale = face_px / max(bw, bh, 1)
         if self.detector == "blazeface":  # a mirrored margin only where the region meets the frame's border
             at_border = rx0 == 0 or ry0 == 0 or rx1 == W or ry1 == H
-            found = self._blaze_faces(region, [scale], min(self.min_score, 0.3), BLAZE_BORDER if at_border else 0)
+            found = self._blaze_faces(region, [scale], min(self.min_score, 0.3), BLAZE_BORDER if at_border else 0,
+                                      offset=(rx0, ry0))
+            if not found:
+                return None
+            return max(found, key=lambda bs: bs[1])
         else:
             found = self._run(region, scale)
         if not found:
@@ -234,9 +252,31 @@ class FaceDetector:
         """(68, 2) float32 landmarks of the face in ``box`` (dlib-68 order)."""
         import dlib
 
+        roll = self._roll.get(tuple(int(v) for v in box), 0.0)
+        if abs(roll) >= BLAZE_LEVEL_ROLL:
+            return self._landmarks_levelled(gray, box, roll)
         x0, y0, x1, y1 = box
         shape = self._predictor(gray, dlib.rectangle(int(x0), int(y0), int(x1) - 1, int(y1) - 1))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+    def _landmarks_levelled(self, gray: np.ndarray, box: Box, roll: float) -> np.ndarray:
+        """Landmarks of a rolled face (BlazeFace's eye line at ``roll`` degrees): the shape
+        predictor runs on a crop rotated so that the eyes are level (it was trained on
+        near-upright faces), and its points are rotated back."""
+        import cv2
+        import dlib
+
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0)
+        n = int(round(2 * side))
+        M = cv2.getRotationMatrix2D(((x0 + x1) / 2, (y0 + y1) / 2), roll, 1.0)
+        M[:, 2] += n / 2 - np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        crop = cv2.warpAffine(gray, M, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        c0 = int(round((n - side) / 2))
+        shape = self._predictor(crop, dlib.rectangle(c0, c0, c0 + side - 1, c0 + side - 1))
+        pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+        back = cv2.invertAffineTransform(M)
+        return (np.c_[pts, np.ones(len(pts))] @ back.T).astype(np.float32)
 
 
 def _check_gray(gray: np.ndarray) -> None:
