@@ -53,7 +53,7 @@ setup(
     # csrc/ ships inside the package too, so that the JIT route (DEEPWARP_JIT=1) can build
     # the extension from a wheel install.
     package_dir={"deepwarp_fast.kernels": "kernels", "deepwarp_fast.csrc": "csrc"},
-    package_data={"deepwarp_fast": ["assets/*", "weights/*.safetensors"], "deepwarp_fast.csrc": ["*.cpp", "*.cu", "*.h"]},
+    package_data={"deepwarp_fast": ["assets/*", "weights/*.safetensors", "weights/LICENSE-*.txt"], "deepwarp_fast.csrc": ["*.cpp", "*.cu", "*.h"]},
     include_package_data=False,
     install_requires=[
         "torch>=2.4",

@@ -85,9 +85,11 @@ def test_build_links_the_shared_libstdcxx(monkeypatch, tmp_path):
 
 @needs_ext
 def test_error_message_with_numbers_does_not_crash():
-    """An error message that formats integers (an ostringstream in the module): with a
-    statically linked libstdc++ this killed the interpreter; run in a child process so
-    that such a build fails this test instead of the whole session."""
+    """An error message that formats integers (an ostringstream in the module). With a
+    statically linked libstdc++ the module's private iostreams cannot format numbers:
+    built by g++ 13 (the GPU image) the call killed the interpreter, by g++ 12
+    (-static-libstdc++, here) the message stopped at the number ('x must have ').
+    Run in a child process so that such a build fails this test, not the session."""
     code = (
         "import torch\n"
         "from deepwarp_fast import _ext\n"

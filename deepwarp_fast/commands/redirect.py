@@ -45,7 +45,11 @@ def add_arguments(p):
                    help="frame resampling kernel of the native paste (default lanczos4, the sharpest)")
     p.add_argument("--min-face", type=int, default=80, help="smallest face (pixels) to look for; below 80 is slower (default 80)")
     p.add_argument("--min-eye", type=float, default=10.0, help="skip faces whose eyes are narrower than this, in pixels (default 10)")
-    p.add_argument("--min-score", type=float, default=0.3, help="detector score a face needs (default 0.3; lower finds harder faces and more false alarms)")
+    p.add_argument("--detector", choices=["blazeface", "hog"], default="blazeface",
+                   help="face detector: blazeface (a CNN, default) or hog (dlib's HOG, frontal faces only)")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="detector score a face needs (default: blazeface 0.75, a probability; hog 0.3, an SVM margin); "
+                        "lower finds harder faces and more false alarms")
     p.add_argument("--detect-every", type=int, default=10, help="video: full face detection every N frames (default 10)")
     p.add_argument("--no-smooth", action="store_true", help="video: no temporal smoothing of the landmarks")
     p.add_argument("--codec", default=None, help="video: four-letter codec (default by extension: mp4v, MJPG, FFV1)")
@@ -172,9 +176,9 @@ def _check_arguments(args):
     if not (math.isfinite(args.min_eye) and args.min_eye > 0):
         return None, _error(f"--min-eye must be a positive number of pixels, got {args.min_eye:g}", EXIT_USAGE)
     lo, hi = MIN_SCORE_RANGE
-    if not (lo <= args.min_score <= hi):  # NaN fails too
-        return None, _error(f"--min-score must lie in [{lo:g}, {hi:g}] (dlib detection scores: 0 is its threshold, "
-                            f"real faces score ~0.5-3), got {args.min_score:g}", EXIT_USAGE)
+    if args.min_score is not None and not (lo <= args.min_score <= hi):  # NaN fails too
+        return None, _error(f"--min-score must lie in [{lo:g}, {hi:g}] (BlazeFace: a probability, default 0.75; "
+                            f"dlib HOG: an SVM margin, default 0.3, real faces ~0.5-3), got {args.min_score:g}", EXIT_USAGE)
     why = _check_device_and_backend(args)
     if why:
         return None, _error(why, EXIT_USAGE)
@@ -235,7 +239,8 @@ def run(args) -> int:
         try:
             gr = GazeRedirector(weights=args.weights, backend=args.backend, device=args.device,
                                 level_roll=not args.no_level_roll, min_face=args.min_face, min_eye_px=args.min_eye,
-                                min_score=args.min_score, paste=args.paste, kernel=args.kernel)
+                                min_score=args.min_score, paste=args.paste, kernel=args.kernel,
+                                detector=args.detector)
         except FaceModelsUnavailableError as exc:
             return _error(str(exc), EXIT_ERROR)
         except ValueError as exc:

@@ -203,7 +203,9 @@ class GazeRedirector:
     natively; smaller values enlarge the frame, slower). min_eye_px: faces whose eyes
     are narrower (corner to corner, pixels) are found but skipped, with a message.
     closed_eye_ratio: an eye whose opening/width ratio is below it is left as it is.
-    min_score: the detector score a new face needs (dlib HOG; false alarms score low).
+    min_score: the detector score a new face needs (None: the detector's own default,
+    BlazeFace 0.75 (a probability), HOG 0.3 (an SVM margin)); false alarms score low.
+    detector: "blazeface" (a CNN, default) or "hog" (dlib's HOG, frontal faces only).
     paste: "native" (default) applies the network's flow and LCM mask to the frame's own
     pixels at full resolution (``ops.warp_frame``: the eye keeps its sharpness);
     "patch" pastes the network's 51x41 output patch back through the inverse crop (the
@@ -220,7 +222,8 @@ class GazeRedirector:
     def __init__(self, model: Optional[Callable] = None, *, weights=None, backend: str = "auto", device=None,
                  config: Optional[DeepWarpConfig] = None, level_roll: bool = True, min_face: int = 80,
                  min_eye_px: float = 10.0, closed_eye_ratio: float = 0.12, max_faces: Optional[int] = None,
-                 min_score: float = 0.3, paste: str = "native", kernel: str = "lanczos4",
+                 min_score: Optional[float] = None, paste: str = "native", kernel: str = "lanczos4",
+                 detector: str = "blazeface",
                  null_correction: bool = True):
         import torch
 
@@ -254,7 +257,7 @@ class GazeRedirector:
         self.min_eye_px = float(min_eye_px)
         self.closed_eye_ratio = float(closed_eye_ratio)
         self.max_faces = max_faces
-        self.detector = FaceDetector(min_face=min_face, min_score=min_score)
+        self.detector = FaceDetector(min_face=min_face, min_score=min_score, detector=detector)
 
     @classmethod
     def from_weights(cls, path=None, **kwargs) -> "GazeRedirector":
