@@ -39,15 +39,8 @@ def _inputs(B: int):
     }
 
 
-def _ref_warp_normalized(image, flow_c, flow_r):
-    up = F.interpolate(flow_c, size=(H, W), mode="nearest")
-    return ops.warp_reference(image, ops.flow_to_pixels(up + flow_r))
-
-
-def _ref_fine_inputs(eyes, anchors, embedding, flow_c):
-    up = F.interpolate(flow_c, size=(H, W), mode="nearest")
-    x = ops.input_maps_reference(eyes, anchors, embedding)
-    return torch.cat([x, ops.warp_reference(eyes, ops.flow_to_pixels(up)), up], dim=1)
+_ref_warp_normalized = ops.warp_normalized_reference
+_ref_fine_inputs = ops.fine_inputs_reference
 
 
 def _fwd_bwd(fn, args, grad_idx, grad_out):

@@ -69,6 +69,15 @@ def flow_to_pixels(flow_normalized: torch.Tensor) -> torch.Tensor:
     return flow_normalized * scale
 
 
+def warp_normalized_reference(image: torch.Tensor, flow_c: torch.Tensor, resid: "torch.Tensor | None" = None) -> torch.Tensor:
+    """The model's fine warp: ``warp(image, pixels(nearest-upsample(flow_c) + resid))`` with
+    the coarse flow ``flow_c`` (B, 2, h, w) and the residual (B, 2, H, W) in normalised
+    units (the Triton kernel ``kernels.warp_normalized`` fuses the upsampling and the sum)."""
+    H, W = image.shape[-2:]
+    up = F.interpolate(flow_c, size=(H, W), mode="nearest")
+    return warp_reference(image, flow_to_pixels(up if resid is None else up + resid))
+
+
 def warp(image: torch.Tensor, flow: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """``warp_reference`` semantics (pixel flow) on the chosen backend."""
     be = resolve_backend(backend, image.device, "ops.warp")
@@ -115,6 +124,16 @@ def input_maps_reference(eyes: torch.Tensor, anchors: torch.Tensor, embedding: t
         [eyes, anchor_maps_reference(anchors.to(eyes.dtype), H, W), angle_maps_reference(embedding.to(eyes.dtype), H, W)],
         dim=1,
     )
+
+
+def fine_inputs_reference(eyes: torch.Tensor, anchors: torch.Tensor, embedding: torch.Tensor, flow_c: torch.Tensor) -> torch.Tensor:
+    """The fine tower's input cat(input maps, O_c, U_c) (B, 3 + 2K + D + 3 + 2, H, W): U_c =
+    nearest-upsample(flow_c), O_c = warp(eyes, pixels(U_c)) (``kernels.fine_inputs`` fills it
+    in one buffer)."""
+    H, W = eyes.shape[-2:]
+    up = F.interpolate(flow_c, size=(H, W), mode="nearest")
+    x = input_maps_reference(eyes, anchors, embedding)
+    return torch.cat([x, warp_reference(eyes, flow_to_pixels(up)), up], dim=1)
 
 
 def input_maps(eyes: torch.Tensor, anchors: torch.Tensor, embedding: torch.Tensor, backend: str = "auto") -> torch.Tensor:

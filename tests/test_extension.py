@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import HAS_CUDA, rand
 from deepwarp_fast import _build, _ext

@@ -32,10 +32,7 @@ def _ref_pooled(pool):
 
 
 def _ref_fine_inputs(eyes, anchors, embedding, flow_c):
-    H, W = eyes.shape[2:]
-    up = F.interpolate(flow_c, size=(H, W), mode="nearest")
-    x = ops.input_maps_reference(eyes, anchors.detach(), embedding)
-    return torch.cat([x, ops.warp_reference(eyes, ops.flow_to_pixels(up)), up], dim=1)
+    return ops.fine_inputs_reference(eyes, anchors.detach(), embedding, flow_c)
 
 
 @pytest.mark.parametrize("device", DEVICES)
