@@ -6,11 +6,10 @@ import warnings
 import pytest
 import torch
 
-from conftest import HAS_CUDA
+from conftest import HAS_CUDA, TINY, inputs, randomize
 from deepwarp_fast import BackendUnavailableError, DeepWarp, DeepWarpConfig, accelerate, save_weights
 from deepwarp_fast.accelerate import AcceleratedDeepWarp, fused_path_supported
 from deepwarp_fast.backends import backend_status
-from test_model import TINY, inputs, randomize
 
 EXT_CPU = backend_status("cuda", "cpu")[0]
 EXT_CUDA = HAS_CUDA and backend_status("cuda", "cuda")[0]
