@@ -42,6 +42,14 @@ def bilinear_taps(x, y, u, v, scale_x, scale_y, H, W):
     indices x0 <= x1, y0 <= y1 (clamped to the border) and the fractions fx, fy."""
     cx_raw = x.to(tl.float32) + u * scale_x
     cy_raw = y.to(tl.float32) + v * scale_y
+    x0, y0, x1, y1, fx, fy = clamped_corners(cx_raw, cy_raw, H, W)
+    return cx_raw, cy_raw, x0, y0, x1, y1, fx, fy
+
+
+@triton.jit
+def clamped_corners(cx_raw, cy_raw, H, W):
+    """For a sample point clamped to [0, W-1] x [0, H-1]: the corner indices x0 <= x1,
+    y0 <= y1 (clamped to the border) and the fractions fx, fy."""
     cx = tl.minimum(tl.maximum(cx_raw, 0.0), W - 1.0)
     cy = tl.minimum(tl.maximum(cy_raw, 0.0), H - 1.0)
     # cx >= 0, so truncation is floor.
@@ -51,7 +59,7 @@ def bilinear_taps(x, y, u, v, scale_x, scale_y, H, W):
     fy = cy - y0.to(tl.float32)
     x1 = tl.minimum(x0 + 1, W - 1)
     y1 = tl.minimum(y0 + 1, H - 1)
-    return cx_raw, cy_raw, x0, y0, x1, y1, fx, fy
+    return x0, y0, x1, y1, fx, fy
 
 
 @triton.jit

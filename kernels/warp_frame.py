@@ -16,7 +16,7 @@ import triton.language as tl
 
 from deepwarp_fast.ops import frame_maxval, warp_frame_tables
 
-from ._common import check_numel, pick_block
+from ._common import bilinear_rows, check_numel, clamped_corners, corner_offsets, pick_block
 
 KERNEL_IDS = {"bilinear": 0, "bicubic": 1, "lanczos4": 2}
 KERNEL_TAPS = {"bilinear": 2, "bicubic": 4, "lanczos4": 8}
@@ -69,19 +69,10 @@ def _feather_at(fptr, u, v, h, w, live):
 @triton.jit
 def _bilinear_clamped(ptr, u, v, h, w, live):
     """Bilinear sample of an (h, w) float32 plane at (u, v), border replicate."""
-    uc = tl.minimum(tl.maximum(u, 0.0), w - 1.0)
-    vc = tl.minimum(tl.maximum(v, 0.0), h - 1.0)
-    u0 = uc.to(tl.int32)
-    v0 = vc.to(tl.int32)
-    fu = uc - u0.to(tl.float32)
-    fv = vc - v0.to(tl.float32)
-    u1 = tl.minimum(u0 + 1, w - 1)
-    v1 = tl.minimum(v0 + 1, h - 1)
-    a = tl.load(ptr + v0 * w + u0, mask=live, other=0.0)
-    b = tl.load(ptr + v0 * w + u1, mask=live, other=0.0)
-    c = tl.load(ptr + v1 * w + u0, mask=live, other=0.0)
-    d = tl.load(ptr + v1 * w + u1, mask=live, other=0.0)
-    return (a * (1.0 - fu) + b * fu) * (1.0 - fv) + (c * (1.0 - fu) + d * fu) * fv
+    u0, v0, u1, v1, fu, fv = clamped_corners(u, v, h, w)
+    o00, o01, o10, o11 = corner_offsets(u0, v0, u1, v1, w, 1)
+    _, _, _, _, top, bottom = bilinear_rows(ptr, o00, o01, o10, o11, fu, live)
+    return top * (1.0 - fv) + bottom * fv
 
 
 @triton.jit
