@@ -82,7 +82,13 @@ def _median(xs) -> Optional[float]:
     return float(np.median(xs)) if xs else None
 
 
-def evaluate_photo(gr, name: str, img: np.ndarray, angles: Sequence[float] = ANGLES) -> Dict[str, Any]:
+def _landmarks(gr, img: np.ndarray, box) -> np.ndarray:
+    import cv2
+
+    return gr.detector.landmarks(np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)), box)
+
+
+def evaluate_photo(gr, name: str, img: np.ndarray, angles: Sequence[float] = ANGLES, relandmark: bool = True) -> Dict[str, Any]:
     """Every face of one RGB photo: iris positions, gains, cross, change0, sharpness.
     Also returns the images (under "_images") for the sweep picture."""
     max_angle = float(gr.config.max_angle)
@@ -113,9 +119,12 @@ def evaluate_photo(gr, name: str, img: np.ndarray, angles: Sequence[float] = ANG
             for a in angles:
                 aa = min(float(a), max_angle)
                 out = images[(d, a)]
+                # the lids move with the gaze: the iris is looked for inside the output's
+                # own eyelid outline (dlib on the output); the axes stay the input's
+                lm_out = _landmarks(gr, out, face.box) if relandmark else lm
                 per_eye = {}
                 for s in sides:
-                    p_out = locate_iris(out, eyes6[s])
+                    p_out = locate_iris(out, eye_points(lm_out, s))
                     g = c = None
                     if iris_in[s] is not None and p_out is not None:
                         g, c = gain(iris_in[s], p_out, eyes6[s], sv * aa, sh * aa)
@@ -173,7 +182,7 @@ def _mark(img: np.ndarray, xy, colour) -> None:
     cv2.drawMarker(img, (x, y), colour, markerType=cv2.MARKER_CROSS, markerSize=7, thickness=1)
 
 
-def sweep_picture(photos: List[Dict[str, Any]], path, angles: Sequence[float] = ANGLES, zoom: int = 4) -> Path:
+def sweep_picture(photos: List[Dict[str, Any]], path, angles: Sequence[float] = ANGLES, width: int = 300) -> Path:
     """Rows: each face x direction; columns: input, then each angle. Each cell is the
     eyes' region (zoomed, nearest) with the located iris centre marked: green in the
     input, red in the output (the input's position in green, for reference)."""
@@ -184,9 +193,9 @@ def sweep_picture(photos: List[Dict[str, Any]], path, angles: Sequence[float] = 
         for f in p["faces"]:
             (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = f["eye_boxes"]
             x0, y0, x1, y1 = min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1)
+            zoom = max(2, int(round(width / max(1, x1 - x0))))
             for d in DIRECTIONS:
                 cells = []
-                inp = p["_images"][("zero", 0.0)]  # the zero-angle output, for reference next to the input
                 for col, key in enumerate([None] + [(d, a) for a in angles]):
                     src = p["_input"] if key is None else p["_images"][key]
                     big = cv2.resize(np.ascontiguousarray(src[y0:y1, x0:x1]), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
@@ -204,8 +213,6 @@ def sweep_picture(photos: List[Dict[str, Any]], path, angles: Sequence[float] = 
                         label = f"{p['photo']} input"
                     cv2.putText(big, label, (2, 11), cv2.FONT_HERSHEY_PLAIN, 0.8, (255, 255, 0), 1, cv2.LINE_AA)
                     cells.append(big)
-                    del inp
-                    inp = None
                 h = max(c.shape[0] for c in cells)
                 cells = [np.pad(c, ((0, h - c.shape[0]), (0, 2), (0, 0))) for c in cells]
                 rows.append(np.concatenate(cells, 1))

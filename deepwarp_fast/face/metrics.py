@@ -27,9 +27,15 @@ import numpy as np
 # Iris centre displacement per sin(angle), in eye widths: 12.5 mm / 30 mm.
 EXPECTED_PER_SIN = 0.42
 # Iris radius, in eye widths (corner to corner): ~5.9 mm of ~30 mm, with slack.
-IRIS_RADIUS_RANGE = (0.15, 0.30)
+IRIS_RADIUS_RANGE = (0.15, 0.27)
 EYE_LANDMARKS = {"image_left": tuple(range(36, 42)), "image_right": tuple(range(42, 48))}
 _LUMA = np.array([0.299, 0.587, 0.114])
+# Eyes narrower than this (pixels, corner to corner) are resampled up to it first.
+UPSAMPLE_TO = 48.0
+# Limbus edge points must lie this far (eye widths) inside the eyelid outline of the
+# six landmarks (negative: may lie outside it, for landmarks that sit inside the lids).
+MIN_INSIDE = 0.02
+EDGE_REFINE = True
 
 
 def expected_displacement(angle_deg: float) -> float:
@@ -158,10 +164,10 @@ def _daugman(gray: np.ndarray, seeds, w: float, poly: np.ndarray, n_ang: int = 6
     yy, xx = np.mgrid[0:H, 0:W]
     pts = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float32)
     dist = np.array([cv2.pointPolygonTest(contour, (float(a), float(b)), True) for a, b in pts]).reshape(H, W)
-    step = 0.5
+    step = max(0.5, w / 60.0)
     span = 0.2 * w
     offs = np.arange(-span, span + 1e-9, step)
-    radii = np.arange(IRIS_RADIUS_RANGE[0] * w, IRIS_RADIUS_RANGE[1] * w + 1e-9, 0.5)
+    radii = np.arange(IRIS_RADIUS_RANGE[0] * w, IRIS_RADIUS_RANGE[1] * w + 1e-9, step)
     ang = np.linspace(0, 2 * np.pi, n_ang, endpoint=False)
     cs, sn = np.cos(ang), np.sin(ang)
     dlt = 0.8
@@ -171,7 +177,7 @@ def _daugman(gray: np.ndarray, seeds, w: float, poly: np.ndarray, n_ang: int = 6
         cy = (sd[1] + offs)[None, :, None, None]
         r = radii[None, None, :, None]
         X, Y = cx + r * cs, cy + r * sn
-        vis = (_bilinear(dist, X, Y) >= 0.5).astype(np.float64)
+        vis = (_bilinear(dist, X, Y) >= MIN_INSIDE * w).astype(np.float64)
         diff = _bilinear(gray, cx + (r + dlt) * cs, cy + (r + dlt) * sn) - _bilinear(gray, cx + (r - dlt) * cs, cy + (r - dlt) * sn)
         # the visible arc must include both sides
         left = (vis * (cs < -0.5)).sum(-1) > 0
@@ -259,6 +265,48 @@ def _fit_centre(pts: np.ndarray, r: float, c0: np.ndarray, w: np.ndarray) -> np.
     return c
 
 
+def _fit_disc(gray: np.ndarray, c0: np.ndarray, r0: float, dist: np.ndarray, w: float, blur: float):
+    """Sub-pixel refinement: a robust least-squares fit of a blurred dark disc on a
+    brighter background, I(x) = a - b * sigmoid((r - |x - c|) / s), to the pixels
+    inside the eyelid outline near the coarse circle. The soft-L1 loss ignores corneal
+    highlights and lashes. Returns (centre, radius) or None."""
+    from scipy.optimize import least_squares
+
+    H, W = gray.shape
+    yy, xx = np.mgrid[0:H, 0:W]
+    sel = (dist >= MIN_INSIDE * w) & (np.hypot(xx - c0[0], yy - c0[1]) <= 1.9 * r0)
+    if sel.sum() < 12:
+        return None
+    X, Y, I = xx[sel].astype(float), yy[sel].astype(float), gray[sel]
+    inside = np.hypot(X - c0[0], Y - c0[1]) < r0
+    if not inside.any() or inside.all():
+        return None
+    a0 = float(np.median(I[~inside]))
+    b0 = max(0.02, a0 - float(np.median(I[inside])))
+
+    def resid(q):
+        cx, cy, r, a, b, ls, pb, pf = q
+        s_ = np.exp(ls)
+        d = np.hypot(X - cx, Y - cy)
+        iris = 1 / (1 + np.exp(-np.clip((r - d) / s_, -30, 30)))
+        pupil = 1 / (1 + np.exp(-np.clip((pf * r - d) / s_, -30, 30)))
+        return a - b * iris - pb * pupil - I
+
+    # a concentric darker pupil (pb, pf: its darkening and radius fraction) where one shows
+    q0 = np.array([c0[0], c0[1], r0, a0, b0, math.log(blur), 0.01, 0.4])
+    lo = [c0[0] - 0.35 * r0, c0[1] - 0.35 * r0, max(IRIS_RADIUS_RANGE[0] * w, 0.85 * r0), -1.0, 0.0, math.log(0.3 * blur), 0.0, 0.15]
+    hi = [c0[0] + 0.35 * r0, c0[1] + 0.35 * r0, min(IRIS_RADIUS_RANGE[1] * w, 1.15 * r0), 2.0, 2.0, math.log(4 * blur), 1.0, 0.7]
+    q0 = np.clip(q0, np.array(lo) + 1e-6, np.array(hi) - 1e-6)
+    try:
+        res = least_squares(resid, q0, bounds=(lo, hi), loss="soft_l1", f_scale=0.04, max_nfev=200)
+    except Exception:
+        return None
+    cx, cy, r, a, b, ls, pb, pf = res.x
+    if b < 0.03:
+        return None
+    return np.array([cx, cy]), float(r)
+
+
 def _ransac_circle(pts: np.ndarray, strength: np.ndarray, rmin: float, rmax: float, tol: float,
                    rng: np.random.Generator, iters: int = 200):
     n = len(pts)
@@ -315,7 +363,13 @@ def locate_iris(image_rgb: np.ndarray, eye_landmarks_6x2: np.ndarray, *, return_
         return None
     gray = gray_full[y0:y1, x0:x1]
     off = np.array([x0, y0], dtype=np.float64)
-    poly = eye - off
+    # small eyes are resampled (bicubic) so that the search grids and the ray samples
+    # are fine enough; positions map back exactly (pixel centres at integers)
+    f = int(min(4, max(1, math.ceil(UPSAMPLE_TO / w))))
+    if f > 1:
+        gray = cv2.resize(gray, (gray.shape[1] * f, gray.shape[0] * f), interpolation=cv2.INTER_CUBIC)
+    poly = (eye - off + 0.5) * f - 0.5
+    w = w * f
     rmin, rmax = IRIS_RADIUS_RANGE[0] * w, IRIS_RADIUS_RANGE[1] * w
     r0 = 0.2 * w
     # the seed search stays inside the eyelid outline; edges may lie a little outside
@@ -323,38 +377,49 @@ def locate_iris(image_rgb: np.ndarray, eye_landmarks_6x2: np.ndarray, *, return_
     seed_mask = _polygon_mask(poly, gray.shape, grow=0.0)
     # edges must lie inside the eyelid outline (not on the lid margin, where the iris
     # meets the skin): the limbus is seen where the sclera is, at the sides
-    min_inside = 0.5
-    seeds = [np.asarray(seed, dtype=np.float64) - off] if seed is not None else _seeds(gray, seed_mask, r0)
+    min_inside = MIN_INSIDE * w
+    seeds = [(np.asarray(seed, dtype=np.float64) - off + 0.5) * f - 0.5] if seed is not None else _seeds(gray, seed_mask, r0)
     coarse = _daugman(gray, seeds, w, poly)
     if coarse is None:
         return None
     c, r = coarse
-    rng = np.random.default_rng(0)
+    contour = poly.astype(np.float32).reshape(-1, 1, 2)
+    H, W = gray.shape
+    yy, xx = np.mgrid[0:H, 0:W]
+    dist = np.array([cv2.pointPolygonTest(contour, (float(a), float(b)), True)
+                     for a, b in zip(xx.ravel(), yy.ravel())]).reshape(H, W)
     best = None
-    tol = max(0.3, 0.03 * w)
-    for it in range(4):
-        pts, strength = _edge_points(gray, c, r, poly, min_inside, lo=0.7, hi=1.3)
-        fit = _ransac_circle(pts, strength, max(rmin, 0.8 * r), min(rmax, 1.25 * r), tol=tol, rng=rng)
-        ok = fit is not None
-        if ok:
-            c_new, r_new, inl = fit
-            ang = np.arctan2(*(pts[inl] - c_new).T[::-1])
-            ok = bool((np.cos(ang) > 0.3).any() and (np.cos(ang) < -0.3).any())
-        if not ok:
-            break  # one side of the limbus only (the iris in a corner): no reliable centre
-        moved = float(np.hypot(*(c_new - c)))
-        c, r = c_new, r_new
+    r_coarse = r
+    for _ in range(2):
+        fit = _fit_disc(gray, c, r_coarse, dist, w, blur=0.6 * f)
+        if fit is None:
+            break
+        moved = float(np.hypot(*(fit[0] - c)))
+        c, r = fit
         best = (c.copy(), r, 0.0)
-        if moved < 0.01:
+        if moved < 0.02 * f:
             break
     if best is None:
         return None
+    if EDGE_REFINE:
+        # where the limbus edge is sharp on both sides, a circle through its sub-pixel
+        # edge points is more precise than the disc model
+        c_d, r_d = best[0], best[1]
+        rng = np.random.default_rng(0)
+        pts, strength = _edge_points(gray, c_d, r_d, poly, min_inside, lo=0.75, hi=1.25)
+        fit = _ransac_circle(pts, strength, 0.85 * r_d, 1.15 * r_d, tol=max(0.3, 0.03 * w), rng=rng)
+        if fit is not None:
+            c_e, r_e, inl = fit
+            ang = np.arctan2(*(pts[inl] - c_e).T[::-1])
+            both = (np.cos(ang) > 0.3).sum() >= 3 and (np.cos(ang) < -0.3).sum() >= 3
+            if both and np.hypot(*(c_e - c_d)) < 0.25 * r_d:
+                best = (c_e, r_e, 0.0)
     c, rad, _ = best
     contour = poly.astype(np.float32).reshape(-1, 1, 2)
     if cv2.pointPolygonTest(contour, (float(c[0]), float(c[1])), True) < -0.15 * w:
         return None
-    xy = (float(c[0] + x0), float(c[1] + y0))
-    return (xy, float(rad)) if return_radius else xy
+    xy = (float((c[0] + 0.5) / f - 0.5 + x0), float((c[1] + 0.5) / f - 0.5 + y0))
+    return (xy, float(rad) / f) if return_radius else xy
 
 
 # ----------------------------------------------------------------------------- measures
