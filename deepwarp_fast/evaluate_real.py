@@ -30,6 +30,9 @@ from .face.metrics import (EYE_LANDMARKS, expected_displacement, eye_box, eye_po
 
 DIRECTIONS = {"up": (1.0, 0.0), "down": (-1.0, 0.0), "left": (0.0, -1.0), "right": (0.0, 1.0)}
 ANGLES = (10.0, 15.0, 25.0)
+# An output iris found farther than this (eye widths) from the input's is a miss:
+# 30 degrees move it 0.21 eye widths.
+MAX_MOVE = 0.3
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -125,6 +128,9 @@ def evaluate_photo(gr, name: str, img: np.ndarray, angles: Sequence[float] = ANG
                 per_eye = {}
                 for s in sides:
                     p_out = locate_iris(out, eye_points(lm_out, s))
+                    if p_out is not None and iris_in[s] is not None and (
+                            np.hypot(*(np.subtract(p_out, iris_in[s]))) > MAX_MOVE * f["eye_width_px"][s]):
+                        p_out = None  # no gaze change of <= 30 degrees moves the iris this far: a locator miss
                     g = c = None
                     if iris_in[s] is not None and p_out is not None:
                         g, c = gain(iris_in[s], p_out, eyes6[s], sv * aa, sh * aa)

@@ -15,6 +15,8 @@ def add_arguments(p):
     p.add_argument("--prefix", default="eval_", help="file name prefix (default eval_)")
     p.add_argument("--backend", default="auto", help="reference, triton, cuda or auto (default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--anatomy", default="v1", choices=["v1", "anatomical"],
+                   help="the renderer's eyeball for the held-out pairs: v1 (the original, default) or anatomical (issue 12)")
     p.add_argument("--real", nargs="?", const="", default=None, metavar="FOLDER",
                    help="evaluate on real faces instead: the bundled portraits (no FOLDER) or the images in FOLDER; "
                         "redirects up/down/left/right by --angles and measures the iris with an independent limbus fit; "
@@ -53,7 +55,7 @@ def run(args) -> int:
 
     model = load_model(args.weights, backend=args.backend, device=args.device)
     s = run_evaluation(model, n=args.pairs, seed=args.seed, out_dir=args.output, prefix=args.prefix,
-                       max_angle=args.max_angle, direction=args.direction)
+                       max_angle=args.max_angle, direction=args.direction, anatomy=args.anatomy)
     print(f"{s['n_pairs']} held-out pairs, redirections up to {s['max_angle_deg']:g} degrees; median normalised error:")
     for v in VARIANTS:
         d = s["variants"][v]
