@@ -96,8 +96,6 @@ def test_gain_cross_sharpness_and_change_by_hand():
 
 
 # ----------------------------------------------------------------------------- real photos
-dlib = pytest.importorskip("dlib")
-
 # Iris centres checked by eye on 10-20x zooms (the astronaut's agree with
 # tests/test_face_pipeline.py); Grace Hopper's eyes are dark and shadowed, the
 # limbus barely shows, so her positions are known less well.
@@ -109,6 +107,7 @@ HAND = {
 
 @pytest.fixture(scope="module")
 def photos():
+    pytest.importorskip("dlib")  # only these tests need the face pipeline
     from deepwarp_fast.evaluate_real import bundled_photos
 
     ph = dict(bundled_photos())
