@@ -168,6 +168,8 @@ def summarize_real(photos: List[Dict[str, Any]], angles: Sequence[float] = ANGLE
                           "per_face_gain": gains, "n_faces": len(runs)})
     faces = [f for p in photos for f in p["faces"]]
     checked = [t for t in table if t["angle_deg"] in (15.0, 25.0)]
+    face_gains = [g for t in checked for g in t["per_face_gain"]]
+    logs = [abs(math.log(g)) for g in face_gains if g is not None and g > 0]
     targets = {
         "gain_0.8_to_1.2_at_15_and_25": bool(checked) and all(
             g is not None and 0.8 <= g <= 1.2 for t in checked for g in t["per_face_gain"]),
@@ -179,6 +181,12 @@ def summarize_real(photos: List[Dict[str, Any]], angles: Sequence[float] = ANGLE
         "sharpness0": _median([f["sharpness0"] for f in faces]),
         "n_faces": len(faces),
         "targets": targets,
+        # one number to pick checkpoints by: the mean |log(gain)| of every face, direction
+        # and angle in {15, 25} (0 = all exactly right), and how many are within 0.8-1.2
+        "score": {"mean_abs_log_gain": float(np.mean(logs)) if logs else None,
+                  "in_band": int(sum(g is not None and 0.8 <= g <= 1.2 for g in face_gains)),
+                  "n": len(face_gains),
+                  "non_positive": int(sum(g is None or g <= 0 for g in face_gains))},
         "expected_per_sin": 0.42,
     }
 
@@ -292,5 +300,9 @@ def format_table(summary: Dict[str, Any]) -> str:
     c0 = summary["change0"]
     s0 = summary["sharpness0"]
     lines.append(f"angle 0: mean |change| in the eye boxes {c0:.2f} / 255, sharpness {s0:.2f}" if c0 is not None else "angle 0: -")
+    sc = summary["score"]
+    if sc["mean_abs_log_gain"] is not None:
+        lines.append(f"score at 15 and 25 degrees: mean |log gain| {sc['mean_abs_log_gain']:.3f}, {sc['in_band']}/{sc['n']} "
+                     f"face gains within 0.8-1.2, {sc['non_positive']} missing or <= 0")
     lines.append("targets: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in summary["targets"].items()))
     return "\n".join(lines)
