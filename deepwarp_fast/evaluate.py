@@ -51,7 +51,7 @@ def draw_angles_tilts(g: torch.Generator, n: int, max_angle: float = 30.0, min_a
 
 
 def heldout_pairs(n: int, seed: int = 0, height: int = 41, width: int = 51, max_angle: float = 30.0,
-                  batch_size: int = 250, **draw_kwargs) -> Dict[str, torch.Tensor]:
+                  batch_size: int = 250, anatomy: str = "v1", **draw_kwargs) -> Dict[str, torch.Tensor]:
     """``n`` pairs of the data module's held-out split (``SyntheticPairs(split="heldout")``,
     a seed stream disjoint from training) with angles and tilts from :func:`draw_angles_tilts`."""
     from .data import SyntheticPairs
@@ -61,7 +61,8 @@ def heldout_pairs(n: int, seed: int = 0, height: int = 41, width: int = 51, max_
     draw_angles_tilts(torch.Generator().manual_seed(0), 1, max_angle=max_angle, **draw_kwargs)  # check arguments now
     bs = min(n, batch_size)
     ds = SyntheticPairs(seed, bs, split="heldout", num_batches=math.ceil(n / bs), height=height, width=width,
-                        max_redirect=max_angle, sampler=lambda g, b: draw_angles_tilts(g, b, max_angle=max_angle, **draw_kwargs))
+                        max_redirect=max_angle, sampler=lambda g, b: draw_angles_tilts(g, b, max_angle=max_angle, **draw_kwargs),
+                        **({"anatomy": anatomy} if anatomy != "v1" else {}))
     batches = [ds.batch(i) for i in range(len(ds))]
     keys = ("input", "target", "anchors", "angles", "tilt")
     return {k: torch.cat([b[k] for b in batches])[:n] for k in keys}
@@ -182,15 +183,15 @@ def plot_error_vs_angle(result: Dict[str, np.ndarray], path, bin_width: float = 
 
 
 def run_evaluation(model, n: int = 2000, seed: int = 0, out_dir=None, prefix: str = "eval_", max_angle: Optional[float] = None,
-                   batch_size: int = 256, **draw_kwargs) -> Dict[str, Any]:
+                   batch_size: int = 256, anatomy: str = "v1", **draw_kwargs) -> Dict[str, Any]:
     """Render held-out pairs, evaluate, and (with ``out_dir``) write
     ``<prefix>summary.json``, ``<prefix>sorted_errors.png``, ``<prefix>error_vs_angle.png``."""
     cfg = model.config
     max_angle = float(max_angle if max_angle is not None else cfg.max_angle)
-    pairs = heldout_pairs(n, seed, height=cfg.height, width=cfg.width, max_angle=max_angle, **draw_kwargs)
+    pairs = heldout_pairs(n, seed, height=cfg.height, width=cfg.width, max_angle=max_angle, anatomy=anatomy, **draw_kwargs)
     result = evaluate_pairs(model, pairs, batch_size=batch_size)
     summary = summarize(result, max_angle=max_angle)
-    summary.update({"seed": seed, "max_angle_deg": max_angle, "data": "deepwarp_fast.data.SyntheticPairs(split='heldout')",
+    summary.update({"seed": seed, "max_angle_deg": max_angle, "anatomy": anatomy, "data": "deepwarp_fast.data.SyntheticPairs(split='heldout')",
                     "provenance": getattr(model, "provenance", None)})
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -38,6 +38,10 @@ import torch.nn.functional as F
 
 from .camera import apply_camera
 
+ANATOMIES = ("v1", "anatomical")
+# Iris-centre rotation radius in eye units (half the corner distance) for "anatomical":
+# 12.5 mm / 15 mm = 0.833, jittered +-7%.
+ROTATION_RADIUS = (0.78, 0.89)
 HARD_TILT = 8.0  # degrees; |tilt| above this is a "hard" sample (the paper's split)
 
 # Skin tones (linear-ish RGB in [0, 1]) from light to very dark; a sample interpolates.
@@ -80,6 +84,11 @@ class SynthOptions:
     blur_max: float = 0.9           # max Gaussian blur sigma, output pixels
     noise_max: float = 0.03         # max sensor noise std
     return_layers: bool = False     # also return masks (for tests and previews)
+    # "v1": the original eyeball (the iris centre turns on ~0.72 eye units, i.e. it moves
+    # ~0.36 sin(angle) eye widths); "anatomical": the iris centre turns on a radius of
+    # 12.5 mm in a ~30 mm eye opening (0.42 sin(angle) eye widths, issue 12), with the
+    # same iris sizes. The default stays "v1" so held-out numbers stay comparable.
+    anatomy: str = "v1"
 
     @classmethod
     def from_kwargs(cls, **kw) -> "SynthOptions":
@@ -92,6 +101,8 @@ class SynthOptions:
             raise ValueError(f"supersample must be a positive integer, got {opts.supersample}")
         if opts.crop_scale <= 0:
             raise ValueError(f"crop_scale must be positive, got {opts.crop_scale}")
+        if opts.anatomy not in ANATOMIES:
+            raise ValueError(f"anatomy must be one of {ANATOMIES}, got {opts.anatomy!r}")
         return opts
 
 
@@ -183,6 +194,15 @@ def sample_params(gen, n, H, W, opts: SynthOptions, g0, g1, tilt) -> Dict[str, t
     p["ex"] = _u(gen, n, -0.06, 0.08)
     p["ey"] = _u(gen, n, -0.12, 0.04)
     p["iris_frac"] = _u(gen, n, 0.46, 0.54)   # iris radius / eyeball radius
+    if opts.anatomy == "anatomical":
+        # keep the iris radius r_eye * iris_frac; set the rotation radius of the iris
+        # plane's centre, r_eye * sqrt(1 - iris_frac^2), to ROTATION_RADIUS (mapped from
+        # the same random draw, so the random stream is unchanged)
+        ri = p["r_eye"] * p["iris_frac"]
+        lo, hi = ROTATION_RADIUS
+        rot = lo + (p["r_eye"] - 0.76) / 0.14 * (hi - lo)
+        p["r_eye"] = torch.sqrt(rot * rot + ri * ri)
+        p["iris_frac"] = ri / p["r_eye"]
     p["pupil_frac"] = _u(gen, n, 0.24, 0.5)   # pupil radius / iris radius
     p["iris_rgb"] = _pick(gen, n, _IRIS, _IRIS_W) * (1 + _n(gen, n * 3, 0.08).view(n, 3)).clamp(0.6, 1.4)
     p["iris_inner"] = _u(gen, n, 0.0, 1.0)     # strength of the lighter / warmer ring around the pupil

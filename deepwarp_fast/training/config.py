@@ -37,6 +37,12 @@ class DataConfig:
     # (the paper's setting).
     binning: str = "magnitude"
     seed: int = 0
+    # The renderer's eyeball: "v1" (the original) or "anatomical" (the iris turns on
+    # 12.5 mm in a 30 mm eye opening; deepwarp_fast.data.synth.SynthOptions.anatomy).
+    anatomy: str = "v1"
+    # Render the masks (target iris, eye opening, eye region) that the flow
+    # supervision and TV losses need; switched on automatically when they are used.
+    layers: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -57,6 +63,16 @@ class LossConfig:
     # registration_k pixels (target enlarged by k pixels, border replicated).
     registration_tolerant: bool = False
     registration_k: int = 3
+    # Flow supervision where the renderer knows the answer (issue 12): across the
+    # target's iris the backward flow equals input pupil - target pupil (pixels^2,
+    # mean over iris pixels), at the target's six lid points it equals input point -
+    # target point. Applied to the full flow and, at half weight, the coarse flow.
+    flow_iris: float = 0.0
+    flow_lids: float = 0.0
+    # Total variation of the flow: weighted by the target's darkness inside the eye
+    # opening (keeps the iris rigid), and plain outside it within the eye region (lids).
+    tv_eye: float = 0.0
+    tv_lids: float = 0.0
 
 
 @dataclass
@@ -91,6 +107,12 @@ class RunConfig:
     channels_last: bool = False
     # Processes that render batches ahead of the training step (0 = render in the loop).
     data_workers: int = 0
+    # Start from these weights (a .safetensors file; "default" = the bundled weights)
+    # instead of the identity initialisation; ignored when resuming from a checkpoint.
+    init_weights: str = ""
+    # Also keep weights_step<N>.safetensors every this many steps (0 = off), to pick
+    # the best checkpoint on another measure (e.g. the real-face gain) afterwards.
+    snapshot_every_steps: int = 0
 
 
 @dataclass
@@ -112,6 +134,8 @@ class TrainConfig:
             raise ValueError(f"data.binning must be 'magnitude' or 'vertical', got {d.binning!r}")
         if not 0 <= d.hard_tilt <= d.max_tilt:
             raise ValueError(f"data.hard_tilt must be in [0, data.max_tilt={d.max_tilt}], got {d.hard_tilt}")
+        if d.anatomy not in ("v1", "anatomical"):
+            raise ValueError(f"data.anatomy must be 'v1' or 'anatomical', got {d.anatomy!r}")
         if d.max_redirect <= 0:
             raise ValueError(f"data.max_redirect must be > 0, got {d.max_redirect}")
         if o.schedule not in ("cosine", "constant"):
@@ -122,6 +146,11 @@ class TrainConfig:
             raise ValueError(f"loss.registration_k must be >= 0, got {self.loss.registration_k}")
         if self.run.steps < 1:
             raise ValueError(f"run.steps must be >= 1, got {self.run.steps}")
+
+    @property
+    def needs_layers(self) -> bool:
+        l = self.loss
+        return bool(self.data.layers or l.flow_iris or l.flow_lids or l.tv_eye or l.tv_lids)
 
     def model_config(self) -> DeepWarpConfig:
         return DeepWarpConfig.from_dict(dict(self.model))

@@ -86,11 +86,19 @@ class PaperSampler:
         return BatchPlan(angles.float(), tilt.float(), bins, hard, seed)
 
 
-def render_batch(plan: BatchPlan, cfg: DataConfig, height: int, width: int, device: "str | torch.device" = "cpu"):
-    """Render the pairs of ``plan`` with deepwarp_fast.data.render_pairs: a batch dict."""
+def render_batch(plan: BatchPlan, cfg: DataConfig, height: int, width: int, device: "str | torch.device" = "cpu",
+                 layers: bool = False):
+    """Render the pairs of ``plan`` with deepwarp_fast.data.render_pairs: a batch dict.
+    ``layers`` (or ``cfg.layers``) adds the masks (B, 2, H, W) "iris", "opening",
+    "eye_region", "pupil" (input, target)."""
     from ..data import render_pairs
 
+    kw = {}
+    if cfg.anatomy != "v1":
+        kw["anatomy"] = cfg.anatomy
+    if layers or cfg.layers:
+        kw["return_layers"] = True
     return render_pairs(
         plan.angles.shape[0], plan.seed, height=height, width=width, gaze_range=cfg.gaze_range,
-        max_redirect=cfg.max_redirect, angles=plan.angles, tilt=plan.tilt, device=device,
+        max_redirect=cfg.max_redirect, angles=plan.angles, tilt=plan.tilt, device=device, **kw,
     )

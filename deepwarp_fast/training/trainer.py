@@ -79,11 +79,12 @@ def hardware_description(device: torch.device) -> str:
 class SyntheticBatches:
     """The default data: the paper-sampled batch of (step, rank), rendered on the CPU."""
 
-    def __init__(self, sampler: PaperSampler, data_cfg, height: int, width: int):
-        self.sampler, self.data_cfg, self.height, self.width = sampler, data_cfg, height, width
+    def __init__(self, sampler: PaperSampler, data_cfg, height: int, width: int, layers: bool = False):
+        self.sampler, self.data_cfg, self.height, self.width, self.layers = sampler, data_cfg, height, width, layers
 
     def __call__(self, step: int, rank: int) -> Dict[str, torch.Tensor]:
-        return render_batch(self.sampler.sample(step, rank), self.data_cfg, self.height, self.width, device="cpu")
+        return render_batch(self.sampler.sample(step, rank), self.data_cfg, self.height, self.width, device="cpu",
+                            layers=self.layers)
 
 
 class _StepBatches(torch.utils.data.IterableDataset):
@@ -123,13 +124,15 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         self.sampler = PaperSampler(cfg.data, o.curriculum_steps, o.curriculum_start_bins)
         mc = self.model.config
-        self.batch_fn = batch_fn or SyntheticBatches(self.sampler, cfg.data, mc.height, mc.width)
+        self.batch_fn = batch_fn or SyntheticBatches(self.sampler, cfg.data, mc.height, mc.width, layers=cfg.needs_layers)
         self.progress = progress
         self.command = command or " ".join(sys.argv)
         self.step = 0
         self.train_time_s = 0.0
         if self.info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.run.init_weights:
+            self._init_weights(cfg.run.init_weights)
         if resume:
             self._maybe_resume()
         if self.info.enabled:
@@ -158,6 +161,15 @@ class Trainer:
         torch.save(state, tmp)
         os.replace(tmp, self.checkpoint_path)
         return self.checkpoint_path
+
+    def _init_weights(self, path: str) -> None:
+        from ..weights import load_model
+
+        src = load_model(None if path == "default" else path, backend="reference", device="cpu")
+        if src.config != self.model.config:
+            raise ValueError(f"run.init_weights={path!r} has a different model config than this run")
+        self.model.load_state_dict(src.state_dict())
+        self.init_provenance = getattr(src, "provenance", None)
 
     def _maybe_resume(self) -> None:
         path = self.checkpoint_path
@@ -195,6 +207,9 @@ class Trainer:
             if k in ("input", "target") and self.cfg.run.channels_last:
                 t = t.contiguous(memory_format=torch.channels_last)
             out[k] = t
+        for k in ("target_anchors", "iris", "opening", "eye_region", "pupil"):
+            if k in batch:
+                out[k] = batch[k].to(self.device, non_blocking=True).float()
         return out
 
     def train_step(self, batch: Dict[str, torch.Tensor], validate: bool = False) -> Dict[str, torch.Tensor]:
@@ -202,7 +217,7 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = learning_rate(self.step, self.cfg)
         out = self.net(batch["input"], batch["anchors"], batch["angles"], return_intermediates=True, validate=validate)
-        terms = training_loss(out, batch["target"], self.cfg.loss)
+        terms = training_loss(out, batch["target"], self.cfg.loss, batch=batch)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.cfg.optim.grad_clip > 0:
@@ -275,6 +290,10 @@ class Trainer:
                 if due:
                     self.save_checkpoint()
                     last_ckpt = time.perf_counter()
+                snap = cfg.run.snapshot_every_steps
+                if snap > 0 and self.step % snap == 0 and info.is_main:
+                    self.save_weights(self.out_dir / f"weights_step{self.step}.safetensors",
+                                      {"steps": self.step, "train_time_s": round(self.train_time_s, 1), "snapshot": True})
         finally:
             batches = None
             if bar is not None:
@@ -302,6 +321,7 @@ class Trainer:
             "data": "deepwarp_fast.data.render_pairs (synthetic eyes), paper batch sampling (deepwarp_fast.training.sampler)",
             "hardware": hardware_description(self.device),
             "world_size": self.info.world_size,
+            "init_weights": self.cfg.run.init_weights or None,
             **(summary or {}),
         }
         return save_weights(self.model, path, provenance=prov)

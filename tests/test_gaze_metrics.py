@@ -1,0 +1,190 @@
+"""Issue 12: the independent iris locator, the gain/sharpness/change measures, and
+`deepwarp-fast evaluate --real` (on the bundled real photos, with a geometric
+stand-in model whose displacement is known, and with the shipped weights)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepwarp_fast.data import render_pairs
+from deepwarp_fast.face.metrics import (EXPECTED_PER_SIN, eye_box, gain, locate_iris, mean_change, sharpness)
+
+
+def _rendered_eyes(n, seed, camera):
+    b = render_pairs(n, seed=seed, camera=camera, max_redirect=20.0, gaze_range=20.0)
+    imgs = b["input"].permute(0, 2, 3, 1).numpy()
+    return imgs, b["anchors"].numpy()
+
+
+def _errors(imgs, anchors):
+    errs, missed = [], 0
+    for img, a in zip(imgs, anchors):
+        p = locate_iris(img, a[:6])
+        if p is None:
+            missed += 1
+        else:
+            errs.append(float(np.hypot(*(np.asarray(p) - a[6]))))
+    return np.array(errs), missed
+
+
+def test_locate_iris_on_rendered_eyes_is_subpixel():
+    # 41x51 rendered eyes whose true iris centre (the pupil anchor) is known
+    imgs, anchors = _rendered_eyes(24, seed=3, camera=False)
+    errs, missed = _errors(imgs, anchors)
+    assert missed <= 2
+    assert np.median(errs) <= 0.3, f"median error {np.median(errs):.3f} px"
+    assert np.mean(errs <= 0.6) >= 0.75, np.round(errs, 2)
+
+
+@pytest.mark.slow
+def test_locate_iris_on_rendered_eyes_with_camera_effects():
+    imgs, anchors = _rendered_eyes(48, seed=7, camera=True)
+    errs, missed = _errors(imgs, anchors)
+    assert missed <= 5
+    assert np.median(errs) <= 0.3, f"median error {np.median(errs):.3f} px"
+
+
+def test_locate_iris_moves_with_the_image():
+    # a sub-pixel shift of a rendered eye (image and landmarks) moves the centre by as much
+    import cv2
+
+    imgs, anchors = _rendered_eyes(8, seed=11, camera=False)
+    shift = np.array([1.4, -0.7])
+    errs = []
+    for img, a in zip(imgs, anchors):
+        p0 = locate_iris(img, a[:6])
+        M = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+        moved = cv2.warpAffine(img, M, (img.shape[1], img.shape[0]), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        p1 = locate_iris(moved, a[:6] + shift)
+        if p0 is not None and p1 is not None:
+            errs.append(float(np.hypot(*(np.asarray(p1) - np.asarray(p0) - shift))))
+    errs = np.array(errs)
+    assert len(errs) >= 7
+    assert np.median(errs) < 0.15 and np.mean(errs < 0.3) >= 0.75, np.round(errs, 2)
+
+
+def test_gain_cross_sharpness_and_change_by_hand():
+    eye = np.array([[10, 20], [14, 17], [20, 17], [24, 20], [20, 22], [14, 22]], dtype=float)  # 14 px wide
+    p = np.array([17.0, 19.5])
+    up15 = EXPECTED_PER_SIN * math.sin(math.radians(15)) * 14
+    g, c = gain(p, p + [0.0, -up15], eye, 15.0, 0.0)
+    assert g == pytest.approx(1.0) and c == pytest.approx(0.0, abs=1e-9)
+    g, c = gain(p, p + [0.5 * up15, 0.0], eye, 0.0, -15.0)   # moved right when told left, half as far
+    assert g == pytest.approx(-0.5) and c == pytest.approx(0.0, abs=1e-9)
+    g, c = gain(p, p + [0.25 * up15, up15], eye, -15.0, 0.0)  # down as told, a quarter sideways
+    assert g == pytest.approx(1.0) and c == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        gain(p, p, eye, 10.0, 10.0)
+    rng = np.random.default_rng(0)
+    img = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    box = (5, 5, 30, 30)
+    assert sharpness(img, img, [box]) == pytest.approx(1.0)
+    import cv2
+
+    assert sharpness(img, cv2.GaussianBlur(img, (0, 0), 1.0), [box]) < 0.3
+    out = img.copy()
+    out[5:30, 5:30] = np.clip(out[5:30, 5:30].astype(int) + 0, 0, 255)
+    assert mean_change(img, out, [box]) == 0.0
+    out2 = img.astype(int)
+    out2[5:30, 5:30] = 0
+    assert mean_change(img, out2.astype(np.uint8), [box]) == pytest.approx(img[5:30, 5:30].mean())
+    lm = np.zeros((68, 2))
+    lm[36:42] = eye
+    x0, y0, x1, y1 = eye_box(lm, "image_left", (30, 30))
+    assert (x0, y0) == (5, 8) and (x1, y1) == (30, 30)
+
+
+# ----------------------------------------------------------------------------- real photos
+# Iris centres checked by eye on 10-20x zooms (the astronaut's agree with
+# tests/test_face_pipeline.py); Grace Hopper's eyes are dark and shadowed, the
+# limbus barely shows, so her positions are known less well.
+HAND = {
+    "astronaut": ({"image_left": (203.0, 100.5), "image_right": (246.0, 102.7)}, 1.0),
+    "grace_hopper": ({"image_left": (221.0, 189.0), "image_right": (305.5, 186.3)}, 1.6),
+}
+
+
+@pytest.fixture(scope="module")
+def photos():
+    pytest.importorskip("dlib")  # only these tests need the face pipeline
+    from deepwarp_fast.evaluate_real import bundled_photos
+
+    ph = dict(bundled_photos())
+    if "astronaut" not in ph:
+        pytest.skip("scikit-image's astronaut is not installed")
+    return ph
+
+
+def test_locate_iris_on_the_real_photos_matches_hand_checked_positions(photos):
+    import cv2
+
+    from deepwarp_fast.face.landmarks import FaceDetector
+    from deepwarp_fast.face.metrics import eye_points
+
+    det = FaceDetector()
+    for name, (centres, tol) in HAND.items():
+        if name not in photos:
+            continue
+        img = photos[name]
+        gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        box, _ = det.detect(gray)[0]
+        lm = det.landmarks(gray, box)
+        for side, xy in centres.items():
+            p = locate_iris(img, eye_points(lm, side))
+            assert p is not None, (name, side)
+            assert np.hypot(*(np.asarray(p) - xy)) <= tol, (name, side, p, xy)
+
+
+def test_evaluate_real_measures_a_known_displacement(photos):
+    # A stand-in model that moves the content around the pupil by a known amount:
+    # 0.42 sin(15 deg) eye widths at 15 degrees (51 patch px span 2 eye widths), so the
+    # gain must come out near 1 (a little less: the shift fades away from the pupil, and
+    # downwards the lower lid hides part of the iris from the locator).
+    from deepwarp_fast.evaluate_real import evaluate_photo, summarize_real
+    from deepwarp_fast.face import GazeRedirector
+    from deepwarp_fast.face.toy import ShiftEyesModel
+
+    px_per_deg = EXPECTED_PER_SIN * math.sin(math.radians(15)) * 25.5 / 15.0
+    r = evaluate_photo(GazeRedirector(ShiftEyesModel(px_per_degree=px_per_deg, radius=12.0)), "astronaut", photos["astronaut"],
+                       angles=(15.0,))
+    s = summarize_real([r], angles=(15.0,))
+    for row in s["table"]:
+        assert row["gain"] is not None and 0.6 <= row["gain"] <= 1.15, row
+        assert abs(row["cross"]) < 0.3, row
+    assert s["change0"] < 0.5
+    # and a model that changes nothing has no gain
+    from deepwarp_fast.model import DeepWarp
+
+    r0 = evaluate_photo(GazeRedirector(DeepWarp(backend="reference").eval().fuse_bn()), "astronaut", photos["astronaut"],
+                        angles=(15.0,))
+    s0 = summarize_real([r0], angles=(15.0,))
+    for row in s0["table"]:
+        assert abs(row["gain"]) < 0.3, row  # the noise floor: ~0.4 px on a 17 px eye
+
+
+@pytest.mark.slow
+def test_evaluate_real_cli_writes_json_and_sweep(tmp_path, photos):
+    import json
+
+    from PIL import Image
+
+    from deepwarp_fast.cli import main
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    Image.fromarray(photos["astronaut"]).save(folder / "astronaut.png")
+    rc = main(["evaluate", "--real", str(folder), "--angles", "15", "-o", str(tmp_path / "out")])
+    assert rc == 0
+    s = json.loads((tmp_path / "out" / "real_summary.json").read_text())
+    assert s["n_faces"] == 1 and len(s["table"]) == 4
+    assert (tmp_path / "out" / "real_sweep.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 12 targets not reached by the shipped weights yet (see README's real-face table)")
+def test_shipped_weights_reach_the_real_face_gain_targets(photos):
+    from deepwarp_fast.evaluate_real import run_real_evaluation
+
+    s = run_real_evaluation()
+    assert s["targets"]["gain_0.8_to_1.2_at_15_and_25"] and s["targets"]["cross_below_quarter"], s["table"]
