@@ -12,6 +12,7 @@ skdata = pytest.importorskip("skimage.data")
 cv2 = pytest.importorskip("cv2")
 
 from deepwarp_fast.face import GazeRedirector  # noqa: E402
+from deepwarp_fast.face.metrics import eye_box, mean_change, sharpness  # noqa: E402
 from deepwarp_fast.face.toy import ShiftEyesModel  # noqa: E402
 from deepwarp_fast.weights import default_weights_path  # noqa: E402
 
@@ -36,23 +37,7 @@ PHOTOS = {"astronaut": skdata.astronaut, "grace_hopper": grace_hopper}
 
 
 def eye_boxes(faces):
-    """Per eye: the box centre +-0.75 eye widths across, +-0.5 down (frame pixels)."""
-    boxes = []
-    for f in faces:
-        lm = f.landmarks
-        for a, b in ((36, 39), (42, 45)):
-            c, R = (lm[a] + lm[b]) / 2, float(np.hypot(*(lm[b] - lm[a])))
-            boxes.append((int(c[0] - 0.75 * R), int(c[1] - 0.5 * R), int(c[0] + 0.75 * R) + 1, int(c[1] + 0.5 * R) + 1))
-    return boxes
-
-
-def laplacian_energy(img, boxes):
-    g = cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float64), cv2.CV_64F)
-    return sum(float((g[y0:y1, x0:x1] ** 2).sum()) for x0, y0, x1, y1 in boxes)
-
-
-def mean_change(a, b, boxes):
-    return float(np.mean([np.abs(a[y0:y1, x0:x1].astype(float) - b[y0:y1, x0:x1]).mean() for x0, y0, x1, y1 in boxes]))
+    return [eye_box(f.landmarks, side) for f in faces for side in ("image_left", "image_right")]
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +53,12 @@ def test_default_weights_keep_the_eyes_sharp_and_angle_zero_unchanged(default_gr
     base = default_gr.redirect(img, 0, 0)
     assert base.eyes_redirected >= 2
     boxes = eye_boxes(base.faces)
-    e_in = laplacian_energy(img, boxes)
-    assert laplacian_energy(base.image, boxes) / e_in >= 0.9
-    assert mean_change(base.image, img, boxes) <= 0.5
+    assert sharpness(img, base.image, boxes) >= 0.9
+    assert mean_change(img, base.image, boxes) <= 0.5
     for v, h in ((15, 0), (-15, 0), (0, 15), (0, -15)):
         out = default_gr.redirect(img, v, h, faces=base.faces).image
-        assert mean_change(out, img, boxes) > 0.5, "the eyes must change at 15 degrees"
-        assert laplacian_energy(out, boxes) / e_in >= 0.85, (v, h)
+        assert mean_change(img, out, boxes) > 0.5, "the eyes must change at 15 degrees"
+        assert sharpness(img, out, boxes) >= 0.85, (v, h)
 
 
 def test_native_is_sharper_than_the_patch_paste(default_gr):
@@ -84,7 +68,9 @@ def test_native_is_sharper_than_the_patch_paste(default_gr):
     boxes = eye_boxes(base.faces)
     native_out = default_gr.redirect(img, 15, 0, faces=base.faces).image
     patch_out = patch.redirect(img, 15, 0, faces=base.faces).image
-    assert laplacian_energy(native_out, boxes) > 1.3 * laplacian_energy(patch_out, boxes)
+    # (the metric's eye boxes hold the lids and skin around the eye, which neither paste changes)
+    native_s, patch_s = sharpness(img, native_out, boxes), sharpness(img, patch_out, boxes)
+    assert native_s >= 0.95 and patch_s < native_s - 0.15, (native_s, patch_s)
 
 
 def test_the_native_paste_moves_the_iris_as_far_as_the_patch_paste():
