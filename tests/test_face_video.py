@@ -163,3 +163,23 @@ def test_unreadable_videos_get_a_clear_error(tmp_path, content, match):
     with pytest.raises(InputError, match="does not exist"):
         VideoReader(tmp_path / "missing.mp4")
 
+
+
+def test_boxes_predicted_from_landmarks_between_searches_follow_a_moving_face(face_bgr, gr):
+    """search_every=3: the detector searches near the face on one frame in three; on the
+    others the box comes from the last landmarks. On a face moving ~3 px a frame the eye
+    corners stay within a pixel or two of searching every frame."""
+    frames = make_video_frames(face_bgr, 15, shift=3)
+    corners = {}
+    for every in (1, 3):
+        stream = gr.stream(5, 5, color="bgr", fps=30, detect_every=10, smooth=False, search_every=every)
+        got = []
+        for f in frames:
+            res = stream.process(f)
+            assert len(res.faces) == 1 and res.eyes_redirected == 2
+            got.append(res.faces[0].landmarks[[36, 39, 42, 45]])
+        corners[every] = (np.array(got), stream.tracker.local_searches)
+    assert corners[3][1] <= corners[1][1] / 2  # far fewer local searches
+    assert np.abs(corners[3][0] - corners[1][0]).max() <= 2.0
+    with pytest.raises(ValueError, match="search_every"):
+        gr.stream(5, 5, search_every=0)

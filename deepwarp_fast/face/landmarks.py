@@ -203,6 +203,14 @@ class FaceDetector:
                 del self._roll[k]
         return out
 
+    def set_roll(self, box: Box, degrees: float) -> None:
+        """Tell ``landmarks(gray, box)`` the face's roll (the eye line's angle, image y
+        down): a tracker that predicts a box from the last landmarks knows it."""
+        self._roll[tuple(int(v) for v in box)] = float(degrees)
+        if len(self._roll) > 64:
+            for k in list(self._roll)[:-32]:
+                del self._roll[k]
+
     # ------------------------------------------------------------------ API
     def detect(self, gray: np.ndarray) -> List[Tuple[Box, float]]:
         """Every face in the whole frame: [(box, score)], best first."""

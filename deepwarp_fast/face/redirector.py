@@ -305,10 +305,11 @@ class GazeRedirector:
     # ------------------------------------------------------------------ video
     def stream(self, vertical: float = 0.0, horizontal: float = 0.0, *, color: str = "bgr", fps: float = 30.0,
                detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
-               null_refresh: int = 5) -> "GazeStream":
+               null_refresh: int = 5, search_every: int = 3) -> "GazeStream":
         """A stateful redirector for the frames of one video or camera (see GazeStream)."""
         return GazeStream(self, vertical, horizontal, color=color, fps=fps, detect_every=detect_every,
-                          smooth=smooth, min_cutoff=min_cutoff, beta=beta, null_refresh=null_refresh)
+                          smooth=smooth, min_cutoff=min_cutoff, beta=beta, null_refresh=null_refresh,
+                          search_every=search_every)
 
     # ------------------------------------------------------------------ the core
     def _redirect_faces(self, frame: _Frame, faces: List[FaceResult], v: float, h: float,
@@ -494,11 +495,13 @@ class GazeStream:
     smoothing of the landmarks and pupils (``smooth``), so eyes neither jitter nor
     flicker. ``process(frame)`` returns a RedirectResult; ``reset()`` starts over
     (e.g. at a scene cut). With the redirector's null correction, each tracked eye's
-    angle-0 fields are recomputed every ``null_refresh`` frames and reused between."""
+    angle-0 fields are recomputed every ``null_refresh`` frames and reused between. The
+    detector searches near each face every ``search_every`` frames; on the frames between,
+    the face's box is predicted from the last frame's landmarks."""
 
     def __init__(self, redirector: GazeRedirector, vertical: float, horizontal: float, *, color: str = "bgr",
                  fps: float = 30.0, detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF,
-                 beta: float = DEFAULT_BETA, null_refresh: int = 5):
+                 beta: float = DEFAULT_BETA, null_refresh: int = 5, search_every: int = 3):
         _check_color(color)
         if not (fps > 0 and math.isfinite(fps)):
             raise ValueError(f"fps must be a positive number, got {fps}")
@@ -509,7 +512,8 @@ class GazeStream:
         self.smooth = bool(smooth)
         self.min_cutoff, self.beta = float(min_cutoff), float(beta)
         OneEuroFilter(min_cutoff, beta)  # validates the parameters now
-        self.tracker = FaceTracker(redirector.detector, detect_every=detect_every, max_faces=redirector.max_faces)
+        self.tracker = FaceTracker(redirector.detector, detect_every=detect_every, max_faces=redirector.max_faces,
+                                   search_every=search_every)
         self.null_cache = NullFieldCache(null_refresh)
         self.frame_index = 0
 
@@ -539,6 +543,7 @@ class GazeStream:
         with t("landmarks"):
             for tr in tracks:
                 lm = self.redirector.detector.landmarks(fr.gray, tr.box)
+                tr.learn(lm)
                 if self.smooth:
                     lm = self._smooth_landmarks(tr, lm, now)
                 face = FaceResult(tr.box, tr.score, lm, track_id=tr.id)

@@ -2,7 +2,9 @@
 
 Tracking: a full detection every ``detect_every`` frames (and whenever a track is
 lost); in between, each face is searched for only in a small region around its last
-box, which costs a few milliseconds instead of tens.
+box, which costs a few milliseconds instead of tens, and with ``search_every`` > 1 only
+every that many frames: on the frames between, the box is predicted from the last
+frame's landmarks (where the detector's box sat relative to them), which costs nothing.
 
 Smoothing: a One-Euro filter (Casiez, Roussel, Vogel, CHI 2012) per coordinate:
 a low-pass filter whose cutoff rises with speed, so a still face does not jitter and
@@ -78,6 +80,32 @@ class Track:
     unit: float = 1.0  # eye distance (frame pixels) at the track's start: the smoothing unit
     landmark_filter: Optional[OneEuroFilter] = None
     pupil_filters: Dict[str, OneEuroFilter] = field(default_factory=dict)
+    searched: bool = True  # this frame's box came from the detector (not predicted)
+    since_search: int = 0  # frames since the detector last placed the box
+    relation: Optional[np.ndarray] = None  # box relative to its landmarks (see box_from_landmarks)
+    predicted: Optional[Box] = None  # the next frame's box from this frame's landmarks
+    predicted_roll: float = 0.0
+
+    def learn(self, landmarks: np.ndarray) -> None:
+        """After the landmarks of this frame: on a detector's box, learn where that box sits
+        relative to the landmarks; then predict the next frame's box from them."""
+        c, scale = _landmark_frame(landmarks)
+        if self.searched or self.relation is None:
+            x0, y0, x1, y1 = self.box
+            self.relation = np.array([((x0 + x1) / 2 - c[0]) / scale, ((y0 + y1) / 2 - c[1]) / scale,
+                                      (x1 - x0) / scale, (y1 - y0) / scale])
+        ox, oy, w, h = self.relation * scale
+        cx, cy = c[0] + ox, c[1] + oy
+        self.predicted = (int(round(cx - w / 2)), int(round(cy - h / 2)), int(round(cx + w / 2)), int(round(cy + h / 2)))
+        eyes = landmarks[36:42].mean(0), landmarks[42:48].mean(0)
+        self.predicted_roll = float(np.degrees(np.arctan2(eyes[1][1] - eyes[0][1], eyes[1][0] - eyes[0][0])))
+
+
+def _landmark_frame(landmarks: np.ndarray):
+    """(centroid, RMS distance from it) of 68 landmarks: where a face is and how big."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    c = lm.mean(0)
+    return c, max(1.0, float(np.sqrt(((lm - c) ** 2).sum(1).mean())))
 
 
 def iou(a: Box, b: Box) -> float:
@@ -96,11 +124,16 @@ class FaceTracker:
     while costs one full detection every ``detect_every`` frames.
     """
 
-    def __init__(self, detector: FaceDetector, detect_every: int = 10, max_faces: Optional[int] = None):
+    def __init__(self, detector: FaceDetector, detect_every: int = 10, max_faces: Optional[int] = None,
+                 search_every: int = 1):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if search_every < 1:
+            raise ValueError(f"search_every must be >= 1, got {search_every}")
         self.detector = detector
         self.detect_every = int(detect_every)
+        self.search_every = int(search_every)
+        self.local_searches = 0
         self.max_faces = max_faces
         self.tracks: List[Track] = []
         self._next_id = 0
@@ -123,6 +156,7 @@ class FaceTracker:
             if best is not None and iou(best.box, box) > 0.3:
                 unused.remove(best)
                 best.box, best.score = box, score
+                best.searched, best.since_search = True, 0
                 kept.append(best)
             else:
                 kept.append(Track(self._next_id, box, score))
@@ -139,11 +173,19 @@ class FaceTracker:
             self._since_detect += 1
             lost = False
             for t in self.tracks:
+                if t.predicted is not None and t.since_search + 1 < self.search_every:
+                    # between searches: the box the last frame's landmarks predict
+                    t.box, t.searched = t.predicted, False
+                    t.since_search += 1
+                    self.detector.set_roll(t.box, t.predicted_roll)
+                    continue
+                self.local_searches += 1
                 hit = self.detector.detect_near(gray, t.box)
                 if hit is None:
                     lost = True
                     break
                 t.box, t.score = hit
+                t.searched, t.since_search = True, 0
             how = "track"
             if lost:
                 self._full(gray)
