@@ -219,18 +219,15 @@ def _jpeg_with_metadata(buf: bytes, meta: ImageMetadata) -> List[str]:
             app0[12:16] = struct.pack(">HH", *(min(65535, max(1, int(round(d)))) for d in meta.dpi))
         app0 = bytes(app0)
     segs = []
-    if meta.exif:
-        payload = b"Exif\0\0" + meta.exif
+    for name, header, data in (("EXIF block", b"Exif\0\0", meta.exif),
+                               ("XMP packet", b"http://ns.adobe.com/xap/1.0/\0", meta.xmp)):
+        if not data:
+            continue
+        payload = header + data
         if len(payload) <= 65533:
             segs.append(_jpeg_segment(0xE1, payload))
         else:
-            warnings.append("the EXIF block is larger than a JPEG segment holds: it is not carried over")
-    if meta.xmp:
-        payload = b"http://ns.adobe.com/xap/1.0/\0" + meta.xmp
-        if len(payload) <= 65533:
-            segs.append(_jpeg_segment(0xE1, payload))
-        else:
-            warnings.append("the XMP packet is larger than a JPEG segment holds: it is not carried over")
+            warnings.append(f"the {name} is larger than a JPEG segment holds: it is not carried over")
     if meta.icc_profile:
         step = 65519
         parts = [meta.icc_profile[i:i + step] for i in range(0, len(meta.icc_profile), step)]
