@@ -177,3 +177,53 @@ def test_an_eye_whose_blend_region_leaves_the_frame_is_redirected_with_a_message
     assert res.eyes_redirected == 2
     assert sum("past the image border" in m for m in res.messages) == 1
     assert not any("past the image border" in m for m in gr.redirect(img, 10, 10, faces=base.faces).messages)
+
+
+def _random_eyes(B=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    eyes = torch.rand(B, 3, 41, 51, generator=g)
+    anchors = torch.rand(B, 7, 2, generator=g) * torch.tensor([50.0, 40.0])
+    angles = (torch.rand(B, 2, generator=g) - 0.5) * 40
+    return eyes, anchors, angles
+
+
+@pytest.mark.parametrize("backend", ["reference", "triton"])
+def test_model_fields_are_the_forward_warp_without_applying_it(backend):
+    """DeepWarp.fields equals the flow and LCM mask of forward(return_intermediates=True),
+    and forward's output is lcm_blend(warp(eyes, flow), M), on every backend here."""
+    from deepwarp_fast import ops
+    from deepwarp_fast.backends import backend_status
+    from deepwarp_fast.model import DeepWarp
+
+    if not backend_status(backend, "cpu")[0]:
+        pytest.skip(f"backend {backend} unavailable on the CPU here")
+    torch.manual_seed(0)
+    model = DeepWarp(backend=backend).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * 0.05)
+        eyes, anchors, angles = _random_eyes()
+        full = model(eyes, anchors, angles, return_intermediates=True)
+        flow, mask = model.fields(eyes, anchors, angles)
+    assert full.flow.abs().max() > 1.0, "the test needs a flow of more than a pixel"
+    torch.testing.assert_close(flow, full.flow, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mask, full.lcm_mask, atol=1e-6, rtol=1e-5)
+    blended = ops.warp_reference(eyes, flow) * (1 - mask) + mask
+    torch.testing.assert_close(blended, full.output, atol=1e-5, rtol=1e-5)
+
+
+def test_accelerated_fields_match_the_reference_model():
+    from deepwarp_fast import accelerate
+    from deepwarp_fast.model import DeepWarp
+
+    torch.manual_seed(1)
+    model = DeepWarp().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * 0.05)
+        eyes, anchors, angles = _random_eyes(seed=1)
+        ref = model.fields(eyes, anchors, angles)
+        got = accelerate(model).fields(eyes, anchors, angles)
+    assert ref[0].abs().max() > 1.0
+    torch.testing.assert_close(got[0], ref[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got[1], ref[1], atol=1e-5, rtol=1e-4)
