@@ -64,10 +64,13 @@ def models():
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    n = torch.get_num_threads()
+    # as the CLI runs: one thread for torch and OpenCV in the pipeline, decode and encode beside
+    n, m = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     yield
     torch.set_num_threads(n)
+    cv2.setNumThreads(m)
 
 
 def _check_parity(models, video):

@@ -53,7 +53,7 @@ def add_arguments(p):
     p.add_argument("--detect-every", type=int, default=10, help="video: full face detection every N frames (default 10)")
     p.add_argument("--no-smooth", action="store_true", help="video: no temporal smoothing of the landmarks")
     p.add_argument("--codec", default=None, help="video: four-letter codec (default by extension: mp4v, MJPG, FFV1)")
-    p.add_argument("--torch-threads", type=int, default=1, help="CPU threads for the model (default 1: the other cores decode and encode)")
+    p.add_argument("--torch-threads", type=int, default=1, help="CPU threads for the model and OpenCV (default 1: the other cores decode and encode)")
     p.add_argument("--profile", action="store_true", help="print the time per stage")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -251,10 +251,14 @@ def run(args) -> int:
 
     times = StageTimes() if args.profile else None
     previous = _sigterm_as_interrupt()
-    threads = torch.get_num_threads()
+    import cv2
+
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     # A batch of a few 41x51 eyes gains little from intra-op threads; the other core
-    # decodes and encodes, and on a busy machine OpenMP barriers cost 10-50x.
+    # decodes and encodes, and on a busy machine OpenMP barriers cost 10-50x. The same
+    # holds for OpenCV's own threads in the pipeline's resizes and warps.
     torch.set_num_threads(args.torch_threads)
+    cv2.setNumThreads(args.torch_threads)
     try:
         if kind == "image":
             return _run_image(gr, args, times)
@@ -265,6 +269,7 @@ def run(args) -> int:
         return _error(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
     finally:
         torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
