@@ -79,40 +79,26 @@ def crop_transform(outer: np.ndarray, inner: np.ndarray, width: int, height: int
     its outer and inner corners (frame pixels), the canonical frame of SPEC.md: the outer
     corner on the patch's left. An eye whose outer corner is on the image's right (an
     image-right eye) is mirrored. Also returns ``mirrored`` and the tilt in degrees (the
-    roll of the outer -> inner corner line in the canonical frame, before levelling)."""
+    roll of the outer -> inner corner line in the canonical frame, before levelling).
+    The transform is the face pipeline's (``deepwarp_fast.face.eyes.similarity_crop``)."""
+    from ..face.eyes import similarity_crop
+
     outer = np.asarray(outer, np.float64)
     inner = np.asarray(inner, np.float64)
     mirrored = bool(outer[0] > inner[0])
     left, right = (inner, outer) if mirrored else (outer, inner)
-    d = right - left
-    R = float(np.hypot(*d))
-    if not R > 0:
-        raise ValueError("degenerate eye: the corners coincide")
-    theta = math.atan2(d[1], d[0])
+    A, _, theta = similarity_crop(left, right, width, height, crop_scale, level_roll, mirrored)
     tilt = math.degrees(-theta if mirrored else theta)
-    s = width / (crop_scale * R)
-    a = theta if level_roll else 0.0
-    c, si = math.cos(a), math.sin(a)
-    L = s * np.array([[c, si], [-si, c]])
-    if mirrored:
-        L = np.array([[-1.0, 0.0], [0.0, 1.0]]) @ L
-    t = np.array([(width - 1) / 2.0, (height - 1) / 2.0]) - L @ ((left + right) / 2.0)
-    return np.concatenate([L, t[:, None]], 1), mirrored, tilt
+    return A, mirrored, tilt
 
 
 def warp_patch(image: np.ndarray, A: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Sample the W x H patch of affine ``A`` from ``image`` (H, W, 3) float32; area-averaged
-    (supersampled) where the patch shrinks the frame, border replicated."""
-    import cv2
+    """Sample the W x H patch of affine ``A`` from ``image`` (H, W, 3) float32 as the face
+    pipeline does (``deepwarp_fast.face.eyes.sample_patch``: bicubic, area-averaged where
+    the patch shrinks the frame, border replicated)."""
+    from ..face.eyes import sample_patch
 
-    scale = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
-    f = 1 if scale >= 0.75 else min(8, int(math.ceil(1.0 / scale)))
-    As = A * f
-    As[:, 2] += (f - 1) / 2.0
-    big = cv2.warpAffine(image, As, (width * f, height * f), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if f > 1:
-        big = cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA)
-    return big
+    return sample_patch(image, A, width, height)
 
 
 def _apply(A: np.ndarray, pts: np.ndarray) -> np.ndarray:

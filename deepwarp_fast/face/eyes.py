@@ -53,30 +53,42 @@ def invert_affine(A: np.ndarray) -> np.ndarray:
     return np.concatenate([M, -M @ A[:, 2:3]], axis=1)
 
 
+def similarity_crop(left: np.ndarray, right: np.ndarray, width: int, height: int, crop_scale: float,
+                    level_roll: bool = True, mirrored: bool = False) -> Tuple[np.ndarray, float, float]:
+    """The frame -> patch similarity of SPEC.md's eye crop from the eye's two corners in
+    image order (``left`` on the image's left): (A (2x3), scale in patch px per frame px,
+    the corner line's roll in radians). The patch is ``crop_scale`` corner distances wide,
+    its centre ((W-1)/2, (H-1)/2) the corners' midpoint; ``level_roll`` rotates the
+    corners onto one patch row; ``mirrored`` flips u -> (W-1) - u (the canonical frame of
+    an image-right eye). One definition for inference (``eye_crop``) and the real-data
+    loaders (``deepwarp_fast.data.real.crop_transform``)."""
+    p0, p1 = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    d = p1 - p0
+    R = float(np.hypot(*d))
+    if not R > 0:
+        raise ValueError(f"degenerate eye: corners {p0} and {p1} coincide")
+    s = width / (crop_scale * R)
+    theta = math.atan2(d[1], d[0])
+    a = theta if level_roll else 0.0
+    c, si = math.cos(a), math.sin(a)
+    # Rotate by -a (levels the corners), scale, then centre in the patch.
+    L = s * np.array([[c, si], [-si, c]])
+    if mirrored:
+        L = np.array([[-1.0, 0.0], [0.0, 1.0]]) @ L
+    t = np.array([(width - 1) / 2.0, (height - 1) / 2.0]) - L @ ((p0 + p1) / 2.0)
+    return np.concatenate([L, t[:, None]], axis=1), s, theta
+
+
 def eye_crop(landmarks: np.ndarray, side: str, width: int, height: int, crop_scale: float, level_roll: bool = True) -> EyeCrop:
     """The crop of one eye (``side`` "image_left" = dlib 36-41, "image_right" = 42-47)."""
     if side not in EYE_POINTS:
         raise ValueError(f"side must be one of {sorted(EYE_POINTS)}, got {side!r}")
     lm = np.asarray(landmarks, dtype=np.float64)
     a, b = EYE_CORNERS[side]
-    p0, p1 = lm[a], lm[b]
-    centre = (p0 + p1) / 2.0
-    d = p1 - p0
-    R = float(np.hypot(*d))
-    if not R > 0:
-        raise ValueError(f"degenerate eye: corners {p0} and {p1} coincide")
-    s = width / (crop_scale * R)
-    theta = math.atan2(d[1], d[0]) if level_roll else 0.0
-    c, si = math.cos(theta), math.sin(theta)
-    # Rotate by -theta (levels the corners), scale, then centre in the patch.
-    L = s * np.array([[c, si], [-si, c]])
     mirrored = side == "image_right"
-    if mirrored:
-        L = np.array([[-1.0, 0.0], [0.0, 1.0]]) @ L
-    t = np.array([(width - 1) / 2.0, (height - 1) / 2.0]) - L @ centre
-    A = np.concatenate([L, t[:, None]], axis=1)
-    eyelid = lm[list(EYE_POINTS[side])] @ L.T + t
-    return EyeCrop(side, A, mirrored, s, eyelid.astype(np.float32), R)
+    A, s, _ = similarity_crop(lm[a], lm[b], width, height, crop_scale, level_roll, mirrored)
+    eyelid = lm[list(EYE_POINTS[side])] @ A[:, :2].T + A[:, 2]
+    return EyeCrop(side, A, mirrored, s, eyelid.astype(np.float32), float(np.hypot(*(lm[b] - lm[a]))))
 
 
 def eye_aspect_ratio(eyelid: np.ndarray) -> float:
@@ -87,17 +99,24 @@ def eye_aspect_ratio(eyelid: np.ndarray) -> float:
 
 
 def extract_patch(image: np.ndarray, crop: EyeCrop, width: int, height: int) -> np.ndarray:
-    """The W x H patch of ``crop`` from ``image`` (H, W) or (H, W, C), in the image's
-    dtype. Bicubic: a frame -> patch -> frame round trip then blurs the eye far less
-    than bilinear (on the astronaut's eyes: max error 14 instead of 68 of 255). Where
-    the patch shrinks the frame it is supersampled and area-averaged (no aliasing);
-    outside the frame the border is replicated."""
+    """The W x H patch of ``crop`` from ``image`` (``sample_patch`` with its affine)."""
+    return sample_patch(image, crop.A, width, height)
+
+
+def sample_patch(image: np.ndarray, A: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The W x H patch of the frame -> patch affine ``A`` from ``image`` (H, W) or
+    (H, W, C), in the image's dtype. Bicubic: a frame -> patch -> frame round trip then
+    blurs the eye far less than bilinear (on the astronaut's eyes: max error 14 instead of
+    68 of 255). Where the patch shrinks the frame it is supersampled (up to 8x) and
+    area-averaged (no aliasing); outside the frame the border is replicated. Inference
+    and the real-data loaders cut eyes with it."""
     import cv2
 
-    A = crop.A
+    A = np.asarray(A, dtype=np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
     f = 1
-    if crop.scale < 0.75:
-        f = min(4, int(math.ceil(1.0 / crop.scale)))
+    if scale < 0.75:
+        f = min(8, int(math.ceil(1.0 / scale)))
     # Read only the patch's footprint in the frame (cv2 wants contiguous input).
     x0, y0, x1, y1 = footprint(A, width, height, image.shape[1], image.shape[0], pad=2)
     roi = np.ascontiguousarray(image[y0:y1, x0:x1])
