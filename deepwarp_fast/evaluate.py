@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from .data.synth import HARD_TILT, split_tilts
 from .training.losses import normalized_error
 
 VARIANTS = ("output", "fine", "coarse")
@@ -24,7 +25,7 @@ LABELS = {"output": "DeepWarp (CFW + LCM)", "fine": "CFW without LCM", "coarse":
 
 
 def draw_angles_tilts(g: torch.Generator, n: int, max_angle: float = 30.0, min_angle: float = 1.0, hard_fraction: float = 0.25,
-                      hard_tilt: float = 8.0, max_tilt: float = 20.0, direction: str = "any"):
+                      hard_tilt: float = HARD_TILT, max_tilt: float = 20.0, direction: str = "any"):
     """Angles and tilts of ``n`` evaluation pairs: magnitudes uniform in [min_angle, max_angle].
 
     direction: "any" (uniform on the circle) or "vertical" (the paper's setting); a
@@ -46,7 +47,7 @@ def draw_angles_tilts(g: torch.Generator, n: int, max_angle: float = 30.0, min_a
     hard = torch.rand(n, generator=g) < hard_fraction
     u = torch.rand(n, generator=g, dtype=torch.float64)
     sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).double()
-    tilt = torch.where(hard, sign * (hard_tilt + u * (max_tilt - hard_tilt)), (2 * u - 1) * hard_tilt).float()
+    tilt = split_tilts(u, sign, hard, hard_tilt, max_tilt).float()
     return angles, tilt
 
 
@@ -114,7 +115,7 @@ def summarize(result: Dict[str, np.ndarray], bin_width: float = 15.0, max_angle:
             bins.append({"range_deg": [float(lo), float(hi)], **_stats(e[sel])})
         summary["variants"][v] = {"label": LABELS[v], "all": _stats(e), "up_to_15deg": _stats(e[mag <= 15.0]), "bins": bins}
         if "tilt" in result:
-            hard = np.abs(result["tilt"]) > 8.0
+            hard = np.abs(result["tilt"]) > HARD_TILT
             summary["variants"][v]["hard_tilt"] = _stats(e[hard])
             summary["variants"][v]["easy_tilt"] = _stats(e[~hard])
     out, fine = summary["variants"]["output"], summary["variants"]["fine"]

@@ -164,6 +164,15 @@ def sample_gazes(gen, n, gaze_range, max_redirect, angles=None, input_gaze=None)
     return g0, g0 + a
 
 
+def split_tilts(u: torch.Tensor, sign: torch.Tensor, hard: torch.Tensor, hard_tilt: float = HARD_TILT,
+                max_tilt: float = 20.0) -> torch.Tensor:
+    """Head tilts (degrees) from uniform draws ``u`` in [0, 1) and signs: "easy" pairs
+    uniform in [-hard_tilt, hard_tilt), "hard" ones (``hard``) of magnitude uniform in
+    [hard_tilt, max_tilt) with the given sign: the paper's split, as training
+    (``training.sampler``) and evaluation (``evaluate.draw_angles_tilts``) draw it."""
+    return torch.where(hard, sign * (hard_tilt + u * (max_tilt - hard_tilt)), (2 * u - 1) * hard_tilt)
+
+
 def sample_tilts(gen, n, hard_fraction, opts: SynthOptions):
     hard = torch.rand(n, generator=gen, dtype=torch.float64) < hard_fraction
     sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)

@@ -30,7 +30,7 @@ class DataConfig:
     easy_per_bin: int = 24
     hard_per_bin: int = 8
     # "Hard" pairs have a head tilt above hard_tilt degrees (up to max_tilt).
-    hard_tilt: float = 8.0
+    hard_tilt: float = 8.0  # = deepwarp_fast.data.synth.HARD_TILT (the paper's split)
     max_tilt: float = 20.0
     # "magnitude": bins over |angles|, the direction uniform on the circle;
     # "vertical": bins over the vertical angle in [-max_redirect, max_redirect], horizontal 0

@@ -15,6 +15,7 @@ from typing import Optional
 
 import torch
 
+from ..data.synth import split_tilts
 from .config import DataConfig
 
 
@@ -80,9 +81,7 @@ class PaperSampler:
             angles = torch.stack([value, torch.zeros_like(value)], 1)
         sign = torch.where(torch.rand(N, generator=g) < 0.5, -1.0, 1.0).double()
         u = torch.rand(N, generator=g, dtype=torch.float64)
-        easy_tilt = (2 * u - 1) * c.hard_tilt
-        hard_tilt = sign * (c.hard_tilt + u * (c.max_tilt - c.hard_tilt))
-        tilt = torch.where(hard, hard_tilt, easy_tilt)
+        tilt = split_tilts(u, sign, hard, c.hard_tilt, c.max_tilt)
         return BatchPlan(angles.float(), tilt.float(), bins, hard, seed)
 
 
