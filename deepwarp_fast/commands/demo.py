@@ -48,7 +48,7 @@ def _box(points, fx, fy, W, H):
 
     x0, y0 = points.min(0)
     x1, y1 = points.max(0)
-    w, h = x1 - x0, y1 - y0
+    w = x1 - x0
     return (max(0, int(np.floor(x0 - fx * w))), max(0, int(np.floor(y0 - fy * w))),
             min(W, int(np.ceil(x1 + fx * w))), min(H, int(np.ceil(y1 + fy * w))))
 

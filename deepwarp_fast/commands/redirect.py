@@ -345,7 +345,7 @@ def _run_video(gr, args, times) -> int:
         if summary.frames:
             print(f"interrupted: {args.output} holds the {summary.frames} frames written so far (playable)", file=sys.stderr)
         else:
-            print(f"interrupted before the first frame was written: no output file was written", file=sys.stderr)
+            print("interrupted before the first frame was written: no output file was written", file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary.frames_failed:
         # Written unchanged so nothing is lost, but not what was asked: never exit 0 (or

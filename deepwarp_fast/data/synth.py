@@ -31,7 +31,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Optional, Union
+from typing import Dict, Union
 
 import torch
 import torch.nn.functional as F

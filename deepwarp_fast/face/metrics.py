@@ -370,7 +370,6 @@ def locate_iris(image_rgb: np.ndarray, eye_landmarks_6x2: np.ndarray, *, return_
         gray = cv2.resize(gray, (gray.shape[1] * f, gray.shape[0] * f), interpolation=cv2.INTER_CUBIC)
     poly = (eye - off + 0.5) * f - 0.5
     w = w * f
-    rmin, rmax = IRIS_RADIUS_RANGE[0] * w, IRIS_RADIUS_RANGE[1] * w
     r0 = 0.2 * w
     # the seed search stays inside the eyelid outline; edges may lie a little outside
     # the landmarks (dlib's points sit on the lid margin, the limbus meets it there)

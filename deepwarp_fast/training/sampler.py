@@ -11,7 +11,6 @@ the same batches as an uninterrupted one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
