@@ -34,10 +34,9 @@ RESULTS: Dict[str, Dict[str, dict]] = collections.defaultdict(dict)
 
 @functools.lru_cache(maxsize=None)
 def _load_kernel_testing():
-    # kernels/testing.py needs no Triton, but importing it as deepwarp_fast.kernels.testing
-    # runs the kernels package, which does: load the file itself, so the benchmarks that
-    # never touch Triton run where it is not installed.
-    path = Path(__file__).resolve().parent.parent / "kernels" / "testing.py"
+    # tests/kernel_helpers.py (the kernel tests' parity helpers; it needs no Triton), loaded
+    # by path so that benchmarks and tests build their random models the same way.
+    path = Path(__file__).resolve().parent.parent / "tests" / "kernel_helpers.py"
     spec = importlib.util.spec_from_file_location("_deepwarp_kernel_testing", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -46,7 +45,7 @@ def _load_kernel_testing():
 
 def perturbed_model(scale: float, seed: int = 0, device: str = DEVICE, config=None):
     """The reference DeepWarp with random weights (seeded init + ``scale`` x N(0, 1)), as the
-    kernel tests build it: kernels/testing.py ``perturbed_model``."""
+    kernel tests build it: tests/kernel_helpers.py ``perturbed_model``."""
     return _load_kernel_testing().perturbed_model(config, scale=scale, seed=seed, device=device)
 
 

@@ -424,15 +424,16 @@ def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor,
     fast_dtypes = (torch.uint8, torch.uint16, torch.float32)
     if be == "reference" or frames.dtype not in fast_dtypes or C > 4:
         return warp_frame_reference(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=C, out=out)
-    if be == "triton":
-        from . import kernels
-
-        return kernels.warp_frame(frames, frame_index, A, flow, mask, feather, kernel=kernel, channels=C, out=out)
-    from . import _ext
-
     E, _, h, w = flow.shape
     N, Hf, Wf, _ = frames.shape
     params, boxes, largest = warp_frame_tables(A, frame_index, h, w, Hf, Wf)
+    if be == "triton":
+        from . import kernels
+
+        return kernels.warp_frame(frames, params, boxes, largest, flow, mask, feather, frame_maxval(frames.dtype),
+                                  kernel=kernel, channels=C, out=out)
+    from . import _ext
+
     dev = frames.device
     f32 = dict(device=dev, dtype=torch.float32)
     frames_c = frames if frames.stride(-1) == 1 or frames.shape[-1] == 1 else frames.contiguous()

@@ -4,13 +4,20 @@ placeholders and nearest-upsampling tables."""
 from __future__ import annotations
 
 import functools
+import os
 from typing import Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from deepwarp_fast.backends import triton_interpreter_enabled
+
+
+def triton_interpreter_enabled() -> bool:
+    """Whether Triton runs its CPU interpreter (``TRITON_INTERPRET=1``, set before triton
+    is imported). The kernels package imports nothing from deepwarp_fast: the package
+    probes the kernels (``deepwarp_fast.backends``), not the other way round."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 # Flat offsets are int32 inside the kernels.
 _MAX_NUMEL = 2**31 - 1

@@ -14,8 +14,6 @@ import torch
 import triton
 import triton.language as tl
 
-from deepwarp_fast.ops import frame_maxval, warp_frame_tables
-
 from ._common import bilinear_rows, check_numel, clamped_corners, corner_offsets, pick_block
 
 KERNEL_IDS = {"bilinear": 0, "bicubic": 1, "lanczos4": 2}
@@ -187,11 +185,17 @@ def _warp_frame_kernel(
         tl.store(out_ptr + here + 3, _finish(old, val, fw, white, IS_INT).to(ty_out), mask=keep)
 
 
-def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor, flow: torch.Tensor,
-               mask: Optional[torch.Tensor], feather: torch.Tensor, kernel: str = "lanczos4",
+def warp_frame(frames: torch.Tensor, params: torch.Tensor, boxes: torch.Tensor, largest: int, flow: torch.Tensor,
+               mask: Optional[torch.Tensor], feather: torch.Tensor, white: float, kernel: str = "lanczos4",
                channels: Optional[int] = None, block: Optional[int] = None,
                out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``deepwarp_fast.ops.warp_frame_reference`` in one launch (frames on the kernel's device)."""
+    """``deepwarp_fast.ops.warp_frame_reference`` in one launch (frames on the kernel's device).
+
+    The per-eye tables come from the caller (``deepwarp_fast.ops.warp_frame`` builds them
+    with ``warp_frame_tables``, as for the extension): ``params`` (E, 10) float32 = the
+    affine A and the inverse of its linear part, ``boxes`` (E, 5) int32 = frame index, x0,
+    y0, width, height of each footprint, ``largest`` the largest box area, ``white`` the
+    frames' white (255, 65535 or 1)."""
     if kernel not in KERNEL_IDS:
         raise ValueError(f"kernel must be one of {tuple(KERNEL_IDS)}, got {kernel!r}")
     if frames.dim() != 4:
@@ -207,25 +211,19 @@ def warp_frame(frames: torch.Tensor, frame_index: torch.Tensor, A: torch.Tensor,
         frames, out = frames.contiguous(), None
     out = frames.clone() if out is None else out
     E, _, h, w = flow.shape
-    if E == 0:
+    if E == 0 or largest == 0:
         return out
     dev = frames.device
-    params, boxes, largest = warp_frame_tables(A, frame_index, h, w, Hf, Wf)
-    if largest == 0:
-        return out
-    if int(frame_index.min()) < 0 or int(frame_index.max()) >= N:
-        raise ValueError(f"frame_index must lie in [0, {N}), got {frame_index.tolist()}")
     flow_c = flow.detach().to(device=dev, dtype=torch.float32).contiguous()
     mask_c = mask.detach().to(device=dev, dtype=torch.float32).contiguous() if mask is not None else flow_c
     fe = feather.detach().to(device=dev, dtype=torch.float32)
     fe = fe.reshape(-1, h, w).contiguous()
     feather_se = 0 if fe.shape[0] == 1 else h * w
-    white = frame_maxval(frames.dtype)
     BLOCK = pick_block(largest, 256, block)
     grid = (E, triton.cdiv(largest, BLOCK))
     _warp_frame_kernel[grid](
         frames, out, params.to(dev), boxes.to(dev), flow_c, mask_c, fe,
-        E, Hf, Wf, h, w, frames.stride(0), frames.stride(1), frames.stride(2), feather_se, white,
+        E, Hf, Wf, h, w, frames.stride(0), frames.stride(1), frames.stride(2), feather_se, float(white),
         C=C, KERNEL=KERNEL_IDS[kernel], T=KERNEL_TAPS[kernel], HAS_MASK=mask is not None,
         IS_INT=not frames.dtype.is_floating_point, BLOCK=BLOCK,
     )

@@ -8,7 +8,7 @@ from conftest import rand
 from deepwarp_fast import ops
 
 kernels = pytest.importorskip("deepwarp_fast.kernels")
-from deepwarp_fast.kernels.testing import check_parity, kernel_devices, strided_like  # noqa: E402
+from kernel_helpers import check_parity, kernel_devices, strided_like  # noqa: E402
 
 DEVICES = kernel_devices()
 pytestmark = pytest.mark.skipif(not DEVICES, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")

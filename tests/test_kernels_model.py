@@ -10,7 +10,7 @@ from conftest import rand
 from deepwarp_fast.config import DeepWarpConfig
 
 kernels = pytest.importorskip("deepwarp_fast.kernels")
-from deepwarp_fast.kernels.testing import kernel_devices, perturbed_model  # noqa: E402
+from kernel_helpers import kernel_devices, perturbed_model  # noqa: E402
 
 DEVICES = kernel_devices()
 pytestmark = pytest.mark.skipif(not DEVICES, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")

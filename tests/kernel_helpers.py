@@ -1,4 +1,5 @@
-"""Parity helpers for the kernel tests and benchmarks: devices, tolerances, measured fp16 bounds.
+"""Parity helpers for the kernel tests and benchmarks (which load this file by path):
+devices, tolerances, measured fp16 bounds.
 
 Tolerances live in one table keyed by dtype. For float32 the kernels must match the
 reference to ``TOL[torch.float32]`` times the magnitude of the result; for float16 the
