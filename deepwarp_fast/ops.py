@@ -363,19 +363,26 @@ WARP_FRAME_KERNEL_IDS = {"bilinear": 0, "bicubic": 1, "lanczos4": 2}
 def warp_frame_tables(A: torch.Tensor, frame_index: torch.Tensor, h: int, w: int, frame_h: int, frame_w: int):
     """(params (E, 10) float32, boxes (E, 5) int32, largest box area), on the CPU: per eye its
     affine, the inverse of its linear part, then its frame index and footprint box
-    (x0, y0, width, height), as the fast backends read them."""
-    A64 = A.detach().double().cpu().reshape(-1, 2, 3)
+    (x0, y0, width, height; ``warp_frame_footprint``'s), as the fast backends read them.
+    In numpy, all eyes at once: this runs per frame in the video pipeline."""
+    import numpy as np
+
+    A64 = np.asarray(A.detach().cpu(), dtype=np.float64).reshape(-1, 2, 3)
     E = A64.shape[0]
-    Linv = torch.linalg.inv(A64[:, :, :2]) if E else torch.zeros(0, 2, 2, dtype=torch.float64)
-    params = torch.cat([A64.reshape(E, 6), Linv.reshape(E, 4)], dim=1).float().contiguous()
-    boxes = torch.zeros(E, 5, dtype=torch.int32)
-    largest = 0
-    for e in range(E):
-        x0, y0, x1, y1 = warp_frame_footprint(A64[e], h, w, frame_h, frame_w)
-        bw, bh = max(0, x1 - x0), max(0, y1 - y0)
-        boxes[e] = torch.tensor([int(frame_index[e]), x0, y0, bw, bh], dtype=torch.int32)
-        largest = max(largest, bw * bh)
-    return params, boxes, largest
+    if E == 0:
+        return torch.zeros(0, 10), torch.zeros(0, 5, dtype=torch.int32), 0
+    Linv = np.linalg.inv(A64[:, :, :2])
+    params = np.concatenate([A64.reshape(E, 6), Linv.reshape(E, 4)], axis=1).astype(np.float32)
+    corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]])
+    pts = np.einsum("ekj,eij->eki", corners[None] - A64[:, None, :, 2], Linv)  # (E, 4, 2) frame points
+    x0 = np.maximum(0, np.floor(pts[..., 0].min(1))).astype(np.int64)
+    y0 = np.maximum(0, np.floor(pts[..., 1].min(1))).astype(np.int64)
+    x1 = np.minimum(frame_w, np.ceil(pts[..., 0].max(1)).astype(np.int64) + 1)
+    y1 = np.minimum(frame_h, np.ceil(pts[..., 1].max(1)).astype(np.int64) + 1)
+    bw, bh = np.maximum(0, x1 - x0), np.maximum(0, y1 - y0)
+    idx = np.asarray(frame_index.detach().cpu(), dtype=np.int64).reshape(E)
+    boxes = np.stack([idx, x0, y0, bw, bh], axis=1).astype(np.int32)
+    return torch.from_numpy(params), torch.from_numpy(boxes), int((bw * bh).max())
 
 
 def check_warp_frame_args(frames, frame_index, A, flow, mask, feather, kernel, channels) -> int:
@@ -402,8 +409,11 @@ def check_warp_frame_args(frames, frame_index, A, flow, mask, feather, kernel, c
         raise ValueError(f"mask must have shape ({E}, 1, {h}, {w}), got {tuple(mask.shape)}")
     if tuple(feather.shape) not in ((h, w), (E, h, w)):
         raise ValueError(f"feather must have shape ({h}, {w}) or ({E}, {h}, {w}), got {tuple(feather.shape)}")
-    if E and bool((torch.linalg.det(A.detach().double().cpu()[:, :, :2]) == 0).any()):
-        raise ValueError("A's linear part must be invertible for every eye")
+    if E:
+        lin = A.detach().double().cpu()[:, :, :2]
+        det = lin[:, 0, 0] * lin[:, 1, 1] - lin[:, 0, 1] * lin[:, 1, 0]
+        if bool((det == 0).any()) or not bool(torch.isfinite(det).all()):
+            raise ValueError("A's linear part must be finite and invertible for every eye")
     return C
 
 
