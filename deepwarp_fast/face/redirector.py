@@ -305,7 +305,7 @@ class GazeRedirector:
     # ------------------------------------------------------------------ video
     def stream(self, vertical: float = 0.0, horizontal: float = 0.0, *, color: str = "bgr", fps: float = 30.0,
                detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
-               null_refresh: int = 5, search_every: int = 3) -> "GazeStream":
+               null_refresh: int = 10, search_every: int = 3) -> "GazeStream":
         """A stateful redirector for the frames of one video or camera (see GazeStream)."""
         return GazeStream(self, vertical, horizontal, color=color, fps=fps, detect_every=detect_every,
                           smooth=smooth, min_cutoff=min_cutoff, beta=beta, null_refresh=null_refresh,
@@ -462,7 +462,7 @@ class NullFieldCache:
     crop follows it, so its patch (and the model's bias on it) changes little between
     frames, and the model then runs once per frame instead of twice."""
 
-    def __init__(self, refresh: int = 5):
+    def __init__(self, refresh: int = 10):
         if refresh < 1:
             raise ValueError(f"refresh must be at least 1 frame, got {refresh}")
         self.refresh = int(refresh)
@@ -501,7 +501,7 @@ class GazeStream:
 
     def __init__(self, redirector: GazeRedirector, vertical: float, horizontal: float, *, color: str = "bgr",
                  fps: float = 30.0, detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF,
-                 beta: float = DEFAULT_BETA, null_refresh: int = 5, search_every: int = 3):
+                 beta: float = DEFAULT_BETA, null_refresh: int = 10, search_every: int = 3):
         _check_color(color)
         if not (fps > 0 and math.isfinite(fps)):
             raise ValueError(f"fps must be a positive number, got {fps}")
