@@ -189,6 +189,8 @@ def pytest_terminal_summary(terminalreporter):
         fast = [(b, r) for b, r in rows.items() if b != "reference"] or [("-", None)]
         for backend, row in fast:
             shown = row or ref
+            if shown is None:
+                continue
             ratio = ref["median_s"] / row["median_s"] if ref and row else nan
             copy = RESULTS.get(_copy_group(group), {}).get("torch")
             pct = 100.0 * shown["gbps"] / copy["gbps"] if copy and shown.get("gbps") and copy is not shown else nan
