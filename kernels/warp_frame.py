@@ -43,14 +43,17 @@ def _tap_weight(t, K: tl.constexpr, KERNEL: tl.constexpr):
 
 
 @triton.jit
+def _floor_frac(x):
+    """(floor(x) as int32, x - floor(x)) for any sign of x."""
+    f = tl.floor(x)
+    return f.to(tl.int32), x - f
+
+
+@triton.jit
 def _feather_at(fptr, u, v, h, w, live):
     """Bilinear feather weight at patch position (u, v); taps outside the patch read 0."""
-    u0f = tl.floor(u)
-    v0f = tl.floor(v)
-    fu = u - u0f
-    fv = v - v0f
-    u0 = u0f.to(tl.int32)
-    v0 = v0f.to(tl.int32)
+    u0, fu = _floor_frac(u)
+    v0, fv = _floor_frac(v)
     inside = live & (u > -1.0) & (u < w) & (v > -1.0) & (v < h)
     iu0 = inside & (u0 >= 0) & (u0 < w)
     iu1 = inside & (u0 + 1 >= 0) & (u0 + 1 < w)
@@ -128,12 +131,8 @@ def _warp_frame_kernel(
     dy = _bilinear_clamped(flow_ptr + e * 2 * hw + hw, u, v, h, w, keep)
     sx = xf + tl.load(p + 6) * dx + tl.load(p + 7) * dy
     sy = yf + tl.load(p + 8) * dx + tl.load(p + 9) * dy
-    fxf = tl.floor(sx)
-    fyf = tl.floor(sy)
-    tx = sx - fxf
-    ty = sy - fyf
-    fx = fxf.to(tl.int32)
-    fy = fyf.to(tl.int32)
+    fx, tx = _floor_frac(sx)
+    fy, ty = _floor_frac(sy)
     swx = tl.zeros([BLOCK], dtype=tl.float32)
     swy = tl.zeros([BLOCK], dtype=tl.float32)
     for k in tl.static_range(T):
