@@ -15,19 +15,15 @@ enum WarpFrameKernel { WF_BILINEAR = 0, WF_BICUBIC = 1, WF_LANCZOS4 = 2 };
 
 DW_HD int wf_taps(int kernel) { return kernel == WF_BILINEAR ? 2 : (kernel == WF_BICUBIC ? 4 : 8); }
 
-// Unnormalised weight of the tap floor(s) + k at the fraction t = s - floor(s).
+// Unnormalised weight of the tap floor(s) + k at the fraction t = s - floor(s), for the
+// polynomial kernels (Lanczos-4 goes through wf_axis_weights).
 DW_HD float wf_tap_weight(float t, int k, int kernel) {
   const float d = fabsf(t - static_cast<float>(k));
   if (kernel == WF_BILINEAR) return fmaxf(1.0f - d, 0.0f);
-  if (kernel == WF_BICUBIC) {  // Keys' cubic, a = -0.75 (OpenCV's INTER_CUBIC)
-    if (d <= 1.0f) return (1.25f * d - 2.25f) * d * d + 1.0f;
-    if (d < 2.0f) return ((-0.75f * d + 3.75f) * d - 6.0f) * d + 3.0f;
-    return 0.0f;
-  }
-  if (t == 0.0f) return k == 0 ? 1.0f : 0.0f;  // exactly one-hot at integer positions
-  if (d >= 4.0f) return 0.0f;
-  const float pd = 3.14159265358979323846f * d;
-  return 4.0f * sinf(pd) * sinf(pd * 0.25f) / (pd * pd);
+  // Keys' cubic, a = -0.75 (OpenCV's INTER_CUBIC)
+  if (d <= 1.0f) return (1.25f * d - 2.25f) * d * d + 1.0f;
+  if (d < 2.0f) return ((-0.75f * d + 3.75f) * d - 6.0f) * d + 3.0f;
+  return 0.0f;
 }
 
 // All NT taps' weights of one axis (k = 1 - NT/2 .. NT/2) at the fraction t; returns their sum.
@@ -36,7 +32,11 @@ DW_HD float wf_tap_weight(float t, int k, int kernel) {
 DW_HD float wf_axis_weights(float t, int kernel, float* wt) {
   const int NT = wf_taps(kernel), k0 = 1 - NT / 2;
   float sum = 0.0f;
-  if (kernel == WF_LANCZOS4 && t != 0.0f) {
+  if (kernel == WF_LANCZOS4 && t == 0.0f) {  // exactly one-hot at integer positions
+    for (int i = 0; i < 8; ++i) wt[i] = (i + k0 == 0) ? 1.0f : 0.0f;
+    return 1.0f;
+  }
+  if (kernel == WF_LANCZOS4) {
     const float PI = 3.14159265358979323846f;
     const float s1 = sinf(PI * t), s4 = sinf(PI * t * 0.25f), c4 = cosf(PI * t * 0.25f);
     // cos and sin of pi k / 4 for k = -3 .. 4

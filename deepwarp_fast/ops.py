@@ -227,21 +227,6 @@ def _bilinear_clamped(field: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> 
     return (g(v0, u0) * (1 - fu) + g(v0, u1) * fu) * (1 - fv) + (g(v1, u0) * (1 - fu) + g(v1, u1) * fu) * fv
 
 
-def warp_frame_footprint(A: torch.Tensor, h: int, w: int, frame_h: int, frame_w: int):
-    """The frame box (x0, y0, x1, y1), clipped, holding every frame pixel whose patch
-    position A p lies inside the patch's pixel area [-0.5, w - 0.5] x [-0.5, h - 0.5]
-    (where a feather that is zero on the patch border can be positive)."""
-    A = A.double().cpu()
-    M = torch.linalg.inv(A[:, :2])
-    corners = torch.tensor([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]], dtype=torch.float64)
-    pts = (corners - A[:, 2]) @ M.T
-    x0 = max(0, int(math.floor(float(pts[:, 0].min()))))
-    y0 = max(0, int(math.floor(float(pts[:, 1].min()))))
-    x1 = min(frame_w, int(math.ceil(float(pts[:, 0].max()))) + 1)
-    y1 = min(frame_h, int(math.ceil(float(pts[:, 1].max()))) + 1)
-    return x0, y0, x1, y1
-
-
 def _feather_at(feather: torch.Tensor, A: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     """Feather weight of one eye at frame pixels (xs, ys): bilinear, zero outside the patch."""
     h, w = feather.shape
@@ -308,18 +293,18 @@ def warp_frame_reference(frames: torch.Tensor, frame_index: torch.Tensor, A: tor
         return out
     feathers = feather.expand(E, h, w) if feather.dim() == 2 else feather
     A64 = A.detach().double().cpu()
-    fidx = [int(i) for i in frame_index.tolist()]
+    _, boxes, _ = warp_frame_tables(A64, frame_index, h, w, Hf, Wf)
     T = _KERNEL_TAPS[kernel]
     for e in range(E):
-        n = fidx[e]
-        x0, y0, x1, y1 = warp_frame_footprint(A64[e], h, w, Hf, Wf)
-        if x1 <= x0 or y1 <= y0:
+        n, x0, y0, bw, bh = boxes[e].tolist()
+        if bw == 0 or bh == 0:
             continue
+        x1, y1 = x0 + bw, y0 + bh
         ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=torch.float64), torch.arange(x0, x1, dtype=torch.float64), indexing="ij")
         fw = _feather_at(feathers[e].cpu(), A64[e], xs, ys)
         keep = fw > 0
         for j in range(E):  # overlaps: the larger weight wins, ties go to the later eye
-            if j == e or fidx[j] != n:
+            if j == e or int(boxes[j, 0]) != n:
                 continue
             fj = _feather_at(feathers[j].cpu(), A64[j], xs, ys)
             keep &= ~((fj > fw) | ((fj == fw) & (j > e)))
@@ -363,8 +348,11 @@ WARP_FRAME_KERNEL_IDS = {"bilinear": 0, "bicubic": 1, "lanczos4": 2}
 def warp_frame_tables(A: torch.Tensor, frame_index: torch.Tensor, h: int, w: int, frame_h: int, frame_w: int):
     """(params (E, 10) float32, boxes (E, 5) int32, largest box area), on the CPU: per eye its
     affine, the inverse of its linear part, then its frame index and footprint box
-    (x0, y0, width, height; ``warp_frame_footprint``'s), as the fast backends read them.
-    In numpy, all eyes at once: this runs per frame in the video pipeline."""
+    (x0, y0, width, height): the frame pixels, clipped to the frame, whose patch position
+    lies in the patch's pixel area [-0.5, w - 0.5] x [-0.5, h - 0.5] (where a feather that
+    is zero on the patch border can be positive; empty for an eye outside the frame).
+    Every backend, the reference too, visits these boxes. In numpy, all eyes at once: this
+    runs per frame in the video pipeline."""
     import numpy as np
 
     A64 = np.asarray(A.detach().cpu(), dtype=np.float64).reshape(-1, 2, 3)

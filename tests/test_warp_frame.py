@@ -217,19 +217,31 @@ def test_fast_backends_zero_fields_identity_and_no_mask(gen, be_dev):
 
 
 def test_tables_hold_each_eyes_footprint_and_inverse(gen):
-    """The fast backends' per-eye tables: the affine, its linear part's inverse, and the
-    same clipped footprint box as ``warp_frame_footprint`` (eyes inside, across and
-    outside the frame)."""
+    """The per-eye tables every backend reads: the affine, its linear part's inverse, and
+    the footprint box, the same as the face pipeline's own ``face.eyes.footprint`` (no
+    padding) for eyes inside and across the border, empty for an eye outside the frame."""
+    from deepwarp_fast.face.eyes import footprint
+
     frames, index, A, flow, _ = random_case(gen)
     A = torch.cat([A, A + torch.tensor([[0.0, 0.0, 200.0], [0.0, 0.0, -150.0]], dtype=A.dtype)])
     index = torch.cat([index, index])
-    params, boxes, largest = ops.warp_frame_tables(A, index, H, W, *frames.shape[1:3])
+    Hf, Wf = frames.shape[1:3]
+    params, boxes, largest = ops.warp_frame_tables(A, index, H, W, Hf, Wf)
     assert params.dtype == torch.float32 and boxes.dtype == torch.int32
+    empty = 0
     for e in range(len(A)):
-        x0, y0, x1, y1 = ops.warp_frame_footprint(A[e], H, W, *frames.shape[1:3])
-        assert boxes[e].tolist() == [int(index[e]), x0, y0, max(0, x1 - x0), max(0, y1 - y0)]
+        n, x0, y0, bw, bh = boxes[e].tolist()
+        assert n == int(index[e])
+        if bw * bh == 0:
+            empty += 1
+            continue
+        assert (x0, y0, x0 + bw, y0 + bh) == footprint(A[e].numpy(), W, H, Wf, Hf, pad=0)
         inv = torch.linalg.inv(A[e, :, :2].double()).float()
         torch.testing.assert_close(params[e, 6:].view(2, 2), inv)
         torch.testing.assert_close(params[e, :6], A[e].reshape(6).float())
     assert largest == int((boxes[:, 3] * boxes[:, 4]).max())
-    assert int((boxes[:, 3] * boxes[:, 4] == 0).sum()) >= 1, "the case needs an eye outside the frame"
+    assert empty >= 1, "the case needs an eye outside the frame"
+    # eyes outside the frame change nothing
+    outside = (boxes[:, 3] * boxes[:, 4] == 0).nonzero().flatten()
+    out = ops.warp_frame_reference(frames, index[outside], A[outside], flow.repeat(2, 1, 1, 1)[outside], None, feather())
+    assert torch.equal(out, frames)

@@ -441,10 +441,15 @@ class GazeRedirector:
 
         from ..ops import warp_frame
 
-        cfg = self.config
+        for e in eyes:
+            e.redirected = True
+        if not bool(flow.any()) and (mask is None or not bool(mask.any())):
+            return out  # zero fields are the identity (angle 0 with null correction)
+
         def as_frames(a):
             return torch.from_numpy(a if a.ndim == 3 else a[..., None])[None]
 
+        cfg = self.config
         src = frame.image if frame.image.flags.c_contiguous else np.ascontiguousarray(frame.image)
         A = torch.from_numpy(np.stack([e.crop.A for e in eyes]))
         feather = torch.from_numpy(feather_mask(cfg.height, cfg.width))
@@ -452,8 +457,6 @@ class GazeRedirector:
         # ``out`` is already a copy of the frame: the op writes the eyes' pixels into it.
         warp_frame(as_frames(src), index, A, flow, mask, feather, kernel=self.kernel,
                    channels=min(frame.channels, 3), backend="auto", out=as_frames(out))
-        for e in eyes:
-            e.redirected = True
         return out
 
 
