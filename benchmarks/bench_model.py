@@ -13,14 +13,15 @@ import copy
 import pytest
 import torch
 
-from conftest import BATCHES, assert_parity, eye_inputs, no_tf32, perturbed_model, run_timed, skip_unless_backend
+from conftest import BATCHES, assert_parity, eye_inputs, no_tf32, parity_scale, perturbed_model, run_timed, skip_unless_backend
 
 _checked = set()
 
 
 def _models():
-    # Nonzero heads: flows of several pixels and a varying LCM mask, as after training.
-    ref = perturbed_model(scale=0.15)
+    # Nonzero heads: flows of several pixels and a varying LCM mask, as after training, at a
+    # scale where the model does not amplify float32 rounding past the parity bound.
+    ref = perturbed_model(scale=parity_scale())
     tri = copy.deepcopy(ref)
     tri.backend = "triton"
     return {"reference": ref, "triton": tri}

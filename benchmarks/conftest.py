@@ -43,6 +43,11 @@ def _load_kernel_testing():
     return module
 
 
+def parity_scale() -> float:
+    """The perturbation of the model parity checks: tests/kernel_helpers.py ``PARITY_SCALE``."""
+    return _load_kernel_testing().PARITY_SCALE
+
+
 def perturbed_model(scale: float, seed: int = 0, device: str = DEVICE, config=None):
     """The reference DeepWarp with random weights (seeded init + ``scale`` x N(0, 1)), as the
     kernel tests build it: tests/kernel_helpers.py ``perturbed_model``."""

@@ -42,12 +42,18 @@ if ! $PY -m pip install --no-build-isolation --no-deps -e . >"$OUT/build.log" 2>
 fi
 
 # ---------------------------------------------------------------- tests on the GPU
-# In worker processes (pytest-xdist, when installed): a test that crashes its process (a
-# segfault in an extension) is reported as failed and the others still run.
+# The files whose tests put tensors on CUDA come first (the rest is what CI runs on its CPUs),
+# in worker processes (pytest-xdist, when installed): a test that crashes its process (a
+# segfault in an extension) is reported as failed and the others still run. -rfE names every
+# failure in the log even when the time limit stops the run.
 echo "== tests (the kernel tests run on CUDA tensors)"
 XDIST=""
-if $PY -c "import xdist" 2>/dev/null; then XDIST="-n ${TEST_WORKERS:-6}"; fi
-timeout "${TEST_TIMEOUT:-300}" $PY -m pytest tests -q -rs $XDIST -p no:cacheprovider 2>&1 | tee "$OUT/tests.txt" || STATUS=1
+if $PY -c "import xdist" 2>/dev/null; then XDIST="-n ${TEST_WORKERS:-8}"; fi
+GPU_TESTS=${GPU_TESTS:-"tests/test_kernels_warp.py tests/test_kernels_input_maps.py tests/test_kernels_lcm.py tests/test_kernels_model.py tests/test_warp_frame.py tests/test_extension.py tests/test_accelerate.py tests/test_validation.py tests/test_train.py"}
+timeout "${TEST_TIMEOUT:-240}" $PY -m pytest $GPU_TESTS -q -rfEs $XDIST -p no:cacheprovider 2>&1 | tee "$OUT/tests-gpu.txt" || STATUS=1
+if [ -n "${ALL_TESTS:-}" ]; then
+    timeout "${TEST_TIMEOUT:-240}" $PY -m pytest tests -q -rfEs $XDIST -p no:cacheprovider 2>&1 | tee "$OUT/tests.txt" || STATUS=1
+fi
 
 # ---------------------------------------------------------------- benchmarks
 # One pytest run (and one JSON) per file, most wanted first, each under a time limit, so a
@@ -59,19 +65,6 @@ if $PY -c "import pytest_benchmark" 2>/dev/null; then
         timeout "${BENCH_TIMEOUT:-120}" $PY -m pytest "benchmarks/$f.py" -q -p no:cacheprovider \
             --benchmark-json="$OUT/bench-$f.json" 2>&1 | tee "$OUT/bench-$f.txt" || STATUS=1
     done
-    $PY - "$OUT" <<'PYEOF'
-import glob, json, os, sys
-out = sys.argv[1]
-merged = None
-for path in sorted(glob.glob(os.path.join(out, "bench-*.json"))):
-    data = json.load(open(path))
-    if merged is None:
-        merged = data
-    else:
-        merged["benchmarks"] += data["benchmarks"]
-if merged is not None:
-    json.dump(merged, open(os.path.join(out, "benchmarks.json"), "w"), indent=1)
-PYEOF
 else
     echo "!! pytest-benchmark is not installed: pip install pytest-benchmark"; STATUS=1
 fi
@@ -117,40 +110,6 @@ open(os.path.join(sys.argv[1], "extension_precision.md"), "w").write(f"# acceler
 PYEOF
 
 # ---------------------------------------------------------------- summary
-if [ -f "$OUT/benchmarks.json" ]; then
-$PY - "$OUT" <<'PYEOF'
-import json, sys, os, collections
-import torch, triton
-out = sys.argv[1]
-data = json.load(open(os.path.join(out, "benchmarks.json")))
-rows = collections.defaultdict(dict)
-for b in data["benchmarks"]:
-    info = b.get("extra_info", {})
-    if "median_s" in info:
-        rows[b["group"]][info["backend"]] = info
-dev = torch.cuda.get_device_name()
-lines = [
-    f"# deepwarp_fast benchmarks: {dev}",
-    "",
-    f"- date: {data.get('datetime', '')}",
-    f"- device: {dev} (capability {'.'.join(map(str, torch.cuda.get_device_capability()))})",
-    f"- torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}",
-    "- times in ms: median (p20 / p80); speed-up = reference median / backend median; GB/s from the bytes the op must move",
-    "",
-    "| group | backend | median ms | p20 ms | p80 ms | GB/s | speed-up vs reference | % of copy GB/s |",
-    "|---|---|---:|---:|---:|---:|---:|---:|",
-]
-for group in sorted(rows):
-    ref = rows[group].get("reference")
-    copy = rows.get("copy " + group.rsplit(" ", 1)[-1], {}).get("torch")
-    for backend, r in sorted(rows[group].items()):
-        sp = f"{ref['median_s'] / r['median_s']:.2f}" if ref and backend != "reference" else ""
-        pct = f"{100 * r['gbps'] / copy['gbps']:.0f}" if copy and r.get("gbps") and not group.startswith("copy") else ""
-        gbps = f"{r['gbps']:.1f}" if r.get("gbps") else ""
-        lines.append(f"| {group} | {backend} | {r['median_s']*1e3:.3f} | {r['p20_s']*1e3:.3f} | {r['p80_s']*1e3:.3f} | {gbps} | {sp} | {pct} |")
-open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-PYEOF
-fi
+$PY benchmarks/summarize.py "$OUT" --versions "$($PY -c 'import torch, triton; print(f"torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}")')" || STATUS=1
 echo "== done: $OUT (status $STATUS)"
 exit $STATUS

@@ -22,6 +22,15 @@ def triton_interpreter_enabled() -> bool:
 # Flat offsets are int32 inside the kernels.
 _MAX_NUMEL = 2**31 - 1
 
+# Launch options for the kernels that compute sample coordinates: no multiply-add contraction,
+# so ``x + u * scale`` rounds exactly as the reference's separate multiply and add do. The
+# warp's gradient with respect to the flow jumps where a coordinate crosses an integer; a
+# fused multiply-add moves coordinates by an ulp, and on the GPU (the interpreter never
+# fuses) that put a few of a million flow gradients on the other side of a jump, several
+# units off (measured on an H200: fine warp fwd+bwd, B=1024). The arithmetic is a few
+# instructions per pixel of a memory-bound kernel.
+EXACT_COORDS = {"enable_fp_fusion": False}
+
 
 @triton.jit
 def program_pixels(N, H, W, BLOCK: tl.constexpr):

@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from ._common import (
+    EXACT_COORDS,
     bilinear_rows,
     bilinear_taps,
     check_bchw,
@@ -218,7 +219,7 @@ def warp_fwd(
         image, flow, r, row_src, col_src, out, up,
         N, C, H, W, float(scale[0]), float(scale[1]),
         *image.stride(), *flow.stride(), *rs, *out.stride(), *us,
-        HAS_RESID=resid is not None, WRITE_UP=up_out is not None, BLOCK=BLOCK,
+        HAS_RESID=resid is not None, WRITE_UP=up_out is not None, BLOCK=BLOCK, **EXACT_COORDS,
     )
     return out
 
@@ -256,7 +257,7 @@ def warp_bwd(
         N, C, H, W, h, w, float(scale[0]), float(scale[1]),
         *image.stride(), *flow.stride(), *rs, *grad_out.stride(), *gus,
         HAS_RESID=resid is not None, HAS_GRAD_UP=grad_up is not None, IMAGE_GRAD=need_image_grad,
-        KH=KH, KW=KW, BLOCK=BLOCK,
+        KH=KH, KW=KW, BLOCK=BLOCK, **EXACT_COORDS,
     )
     return grad_image, grad_flow, grad_resid
 

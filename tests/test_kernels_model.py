@@ -10,7 +10,7 @@ from conftest import rand
 from deepwarp_fast.config import DeepWarpConfig
 
 kernels = pytest.importorskip("deepwarp_fast.kernels")
-from kernel_helpers import kernel_devices, perturbed_model  # noqa: E402
+from kernel_helpers import PARITY_SCALE, kernel_devices, perturbed_model, sensitivity  # noqa: E402
 
 DEVICES = kernel_devices()
 pytestmark = pytest.mark.skipif(not DEVICES, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")
@@ -18,8 +18,9 @@ ATOL = 1e-5
 
 
 def _models(config, device, seed=0):
-    # Perturbed weights: flows reach ~10 pixels and the mask varies.
-    ref = perturbed_model(config, scale=0.15, seed=seed, device=device)
+    # Perturbed weights: flows reach several pixels and the mask varies, and the model does
+    # not amplify float32 rounding past the bound (kernel_helpers.PARITY_SCALE).
+    ref = perturbed_model(config, scale=PARITY_SCALE, seed=seed, device=device)
     tri = copy.deepcopy(ref)
     tri.backend = "triton"
     return ref, tri
@@ -39,6 +40,9 @@ def test_model_triton_matches_reference(gen, device, B, H, W, mode):
     out_r = ref(eyes, anchors, angles, return_intermediates=True)
     out_t = tri(eyes, anchors, angles, return_intermediates=True)
     assert out_r.flow.abs().max() > 3.0, "the test needs flows of several pixels"
+    with torch.no_grad():
+        noise = sensitivity(lambda *a: ref(*a), [eyes, anchors, angles])
+    assert noise < ATOL, f"the reference moves {noise:.3g} under float32 rounding noise: no fair judge at {ATOL:g}"
     for name, a, b in zip(out_r._fields, out_r, out_t):
         err = (a - b).abs().max().item()
         assert err <= ATOL, f"{name}: max abs error {err:.3g}"
