@@ -133,7 +133,7 @@ LAYERS = {
 @pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("backend", ["reference", "cuda"])
 def test_conv_layer(benchmark, backend, layer, B):
-    from deepwarp_fast.accelerate import conv_bias_relu, conv_bias_relu_reference
+    from deepwarp_fast.fused import conv_bias_relu, conv_bias_relu_reference
 
     skip_unless_backend(backend, B=B)
     cin, cout, k, h, w = LAYERS[layer]

@@ -6,7 +6,6 @@ backend="auto")`` that routes to a fast backend when one is available (see
 """
 from __future__ import annotations
 
-import math
 from typing import Tuple
 
 import torch

@@ -223,3 +223,26 @@ def test_low_precision_error_is_measured(gen, dtype):
     err_acc, err_ref = _max_err(out, exact), _max_err(ref_low, exact)
     assert err_acc <= 2 * err_ref, (err_acc, err_ref)
     warnings.warn(f"{dtype}: accelerated max abs error {err_acc:.3g} vs reference-in-{dtype} {err_ref:.3g}")
+
+
+@pytest.mark.slow
+def test_first_forward_does_not_import_dynamo():
+    """Eager calls go to the extension directly: a torch.library custom op's first call
+    imports torch._dynamo (about a second on a 2-core machine), which every CLI run paid."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from deepwarp_fast import accelerate, load_model\n"
+        "m = accelerate(load_model()).eval()\n"
+        "e = torch.rand(2, 3, 41, 51); a = torch.rand(2, 7, 2) * torch.tensor([50.0, 40.0])\n"
+        "m(e, a, torch.zeros(2, 2))\n"
+        "print(m.op_backends('cpu')['conv'], 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    conv_backend, dynamo = out.stdout.split()
+    if conv_backend != "cuda":
+        pytest.skip("the extension is not built here: the eager path uses no custom op anyway")
+    assert dynamo == "False", "the first forward imported torch._dynamo"

@@ -10,7 +10,7 @@ import torch
 
 from conftest import HAS_CUDA, rand
 from deepwarp_fast import _build, _ext
-from deepwarp_fast.accelerate import (
+from deepwarp_fast.fused import (
     coarse_tail,
     coarse_tail_reference,
     conv_bias_relu,

@@ -184,3 +184,24 @@ def test_demo_writes_the_contact_sheet_and_the_sweeps(tmp_path, capsys):
             assert g.n_frames == 4  # -A, 0, +A, 0
     assert (out / "landmarks.png").is_file()
     assert "contact_sheet.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend,expected", [("reference", "DeepWarp"), ("auto", "AcceleratedDeepWarp")])
+def test_backend_names_what_runs(tmp_path, astro_png, monkeypatch, backend, expected):
+    """--backend reference runs the eager plain-PyTorch DeepWarp (BatchNorm unfolded), not
+    accelerate(backend="reference"); the other choices run accelerate()."""
+    from deepwarp_fast.face import GazeRedirector
+
+    seen = []
+    redirect = GazeRedirector.redirect
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.model)
+        return redirect(self, *args, **kwargs)
+
+    monkeypatch.setattr(GazeRedirector, "redirect", spy)
+    out = tmp_path / "out.png"
+    assert main(["redirect", str(astro_png), "-o", str(out), "--vertical", "10", "--backend", backend, "-q"]) == cmd.EXIT_OK
+    assert [type(m).__name__ for m in seen] == [expected]
+    if backend == "reference":
+        assert any(isinstance(m, __import__("torch").nn.BatchNorm2d) for m in seen[0].modules())

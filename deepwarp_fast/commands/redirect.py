@@ -34,7 +34,11 @@ def add_arguments(p):
     p.add_argument("--vertical", type=float, default=0.0, help="degrees; > 0 moves the gaze up (default 0)")
     p.add_argument("--horizontal", type=float, default=0.0, help="degrees; > 0 moves the gaze towards the image's right (default 0)")
     p.add_argument("--weights", default=None, help="weights file (default: the bundled default weights)")
-    p.add_argument("--backend", default="auto", help="reference, triton, cuda or auto (default)")
+    p.add_argument("--backend", default="auto", help=(
+        "what runs the network: reference = the plain-PyTorch DeepWarp as trained (eager, "
+        "BatchNorm unfolded: the oracle, slowest); triton = accelerate()'s BN-folded model on PyTorch convs "
+        "with the Triton warp and blend; cuda = accelerate() on the C++/CUDA extension (its CPU ops on a CPU); "
+        "auto (default) = accelerate() on the fastest of these that runs here"))
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.add_argument("--no-level-roll", action="store_true", help="do not level head roll in the eye patches")
@@ -237,7 +241,16 @@ def run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            gr = GazeRedirector(weights=args.weights, backend=args.backend, device=args.device,
+            model = None
+            if args.backend == "reference":  # the eager reference itself, not accelerate(backend="reference")
+                import torch
+
+                from ..face import load_redirect_model
+
+                device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+                model = load_redirect_model(args.weights, backend="reference", device=device, fuse=False)
+            gr = GazeRedirector(model, weights=None if model is not None else args.weights, backend=args.backend,
+                                device=args.device,
                                 level_roll=not args.no_level_roll, min_face=args.min_face, min_eye_px=args.min_eye,
                                 min_score=args.min_score, paste=args.paste, kernel=args.kernel,
                                 detector=args.detector)
