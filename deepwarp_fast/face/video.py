@@ -2,8 +2,10 @@
 GazeStream (tracking and smoothing), and out (encoded in a thread), in order, none
 dropped: a frame that cannot be processed goes out untouched.
 
-Output codecs (OpenCV): .mp4/.m4v/.mov mp4v, .avi MJPG, .mkv FFV1 (lossless: frames
-without a face come out bit for bit). OpenCV carries no audio: the output is silent.
+Output codecs (OpenCV): .mp4/.m4v/.mov mp4v, .avi MJPG, .mkv HuffYUV (HFYU, lossless:
+frames without a face come out bit for bit). HuffYUV writes a 720p frame in ~6-11 ms
+where FFV1 (also lossless, ~25% smaller files; ``codec="FFV1"``) takes ~55 ms and bounded
+a whole run at ~20 fps (2-core CPU; `deepwarp-fast redirect --help` lists each codec's cost). OpenCV carries no audio: the output is silent.
 The video is written to a temporary file beside the output and renamed into place
 when it is closed, in a ``finally``: an interrupted run (Ctrl-C, SIGTERM in the CLI)
 leaves a playable file holding every frame written so far, and a run that wrote no
@@ -29,7 +31,7 @@ import numpy as np
 from .io import InputError, _check_readable
 from .profile import StageTimes
 
-FOURCC_BY_EXT = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
+FOURCC_BY_EXT = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "HFYU"}
 _END = object()
 
 
@@ -162,7 +164,7 @@ class VideoWriter:
                                  f"{' '.join(sorted(FOURCC_BY_EXT))} (or pass a codec)")
             codec = FOURCC_BY_EXT[ext]
         if len(codec) != 4:
-            raise ValueError(f"codec must be a four-letter code such as mp4v, MJPG or FFV1, got {codec!r}")
+            raise ValueError(f"codec must be a four-letter code such as mp4v, MJPG, HFYU or FFV1, got {codec!r}")
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
         self.codec, self.fps, self.size = codec, float(fps), (int(size[0]), int(size[1]))
