@@ -26,7 +26,6 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Tuple
 
-import numpy as np
 import pytest
 import torch
 
