@@ -7,7 +7,8 @@ Rows per batch (B=2: one face, latency; B=256 and 1024 eyes: throughput), infere
   and mode="reduce-overhead" (CUDA graphs);
 - ``accelerated`` / ``accelerated_graphs``: accelerate(model), without and with
   cuda_graphs=True (GPU).
-Each row checks parity with the reference first. CPU rows run on 2 threads (the
+Each row checks parity with the reference first, and every row is timed with TF32 off (float32
+arithmetic throughout, as the extension computes). CPU rows run on 2 threads (the
 target: one face <= 5 ms and >= 1.5x the eager reference). Run:
 ``pytest benchmarks/bench_accelerated.py`` (``DEEPWARP_BENCH_CPU_1024=1`` adds the big CPU batches).
 """
@@ -104,10 +105,11 @@ def test_accelerated_model(benchmark, backend, B):
 
         rounds = 100 if B == 2 else (20 if DEVICE == "cuda" else 3)
         group = f"accelerated model B={B}" + (f" ({CPU_THREADS} CPU threads)" if DEVICE == "cpu" else "")
-        row = run_timed(
-            benchmark, lambda: fn(*inputs), group=group, backend=backend, rounds=rounds, warmup=10 if B == 2 else 2,
-            extra=lambda med: {"eyes_per_s": B / med, "threads": torch.get_num_threads() if DEVICE == "cpu" else None},
-        )
+        with no_tf32():  # every row in float32 arithmetic (cuDNN's TF32 default would favour the PyTorch rows)
+            row = run_timed(
+                benchmark, lambda: fn(*inputs), group=group, backend=backend, rounds=rounds, warmup=10 if B == 2 else 2,
+                extra=lambda med: {"eyes_per_s": B / med, "threads": torch.get_num_threads() if DEVICE == "cpu" else None},
+            )
     if row is None:
         return
     med = row["median_s"]
@@ -131,11 +133,18 @@ LAYERS = {
 
 @pytest.mark.parametrize("B", (2, 1024))
 @pytest.mark.parametrize("layer", list(LAYERS))
-@pytest.mark.parametrize("backend", ["reference", "cuda"])
+@pytest.mark.parametrize("backend", ["reference", "reference_tf32", "cuda"])
 def test_conv_layer(benchmark, backend, layer, B):
+    """``reference``: cuDNN / oneDNN in float32 (TF32 off: the arithmetic the extension's
+    kernel does); ``reference_tf32`` (GPU): cuDNN allowed TF32 tensor cores, PyTorch's default
+    for convolutions, whose error the parity bounds do not allow."""
+    import contextlib
+
     from deepwarp_fast.fused import conv_bias_relu, conv_bias_relu_reference
 
-    skip_unless_backend(backend, B=B)
+    if backend == "reference_tf32" and DEVICE != "cuda":
+        pytest.skip("TF32 is a GPU mode")
+    skip_unless_backend("reference" if backend == "reference_tf32" else backend, B=B)
     cin, cout, k, h, w = LAYERS[layer]
     g = torch.Generator().manual_seed(k)
     x = torch.rand(B, cin, h, w, generator=g).to(DEVICE)
@@ -147,4 +156,6 @@ def test_conv_layer(benchmark, backend, layer, B):
             with no_tf32():
                 assert_parity(fn(), conv_bias_relu_reference(x, weight, bias), rtol=1e-5, what=f"conv {layer} B={B}")
         out_bytes = B * cout * h * w * 4
-        run_timed(benchmark, fn, group=f"conv layer {layer} B={B}", backend=backend, bytes_moved=tensor_bytes(x, weight, bias) + out_bytes)
+        with (contextlib.nullcontext() if backend == "reference_tf32" else no_tf32()):
+            run_timed(benchmark, fn, group=f"conv layer {layer} B={B}", backend=backend,
+                      bytes_moved=tensor_bytes(x, weight, bias) + out_bytes)
