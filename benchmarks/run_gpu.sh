@@ -49,7 +49,7 @@ fi
 echo "== tests (the kernel tests run on CUDA tensors)"
 XDIST=""
 if $PY -c "import xdist" 2>/dev/null; then XDIST="-n ${TEST_WORKERS:-8}"; fi
-GPU_TESTS=${GPU_TESTS:-"tests/test_kernels_warp.py tests/test_kernels_input_maps.py tests/test_kernels_lcm.py tests/test_kernels_model.py tests/test_warp_frame.py tests/test_extension.py tests/test_accelerate.py tests/test_validation.py tests/test_train.py"}
+GPU_TESTS=${GPU_TESTS:-"tests/test_warp.py tests/test_input_maps.py tests/test_lcm_blend.py tests/test_kernels_model.py tests/test_warp_frame.py tests/test_extension.py tests/test_accelerate.py tests/test_validation.py tests/test_train.py"}
 timeout "${TEST_TIMEOUT:-240}" $PY -m pytest $GPU_TESTS -q -rfEs $XDIST -p no:cacheprovider 2>&1 | tee "$OUT/tests-gpu.txt" || STATUS=1
 if [ -n "${ALL_TESTS:-}" ]; then
     timeout "${TEST_TIMEOUT:-240}" $PY -m pytest tests -q -rfEs $XDIST -p no:cacheprovider 2>&1 | tee "$OUT/tests.txt" || STATUS=1

@@ -1,17 +1,53 @@
-"""Triton input-stack kernels against the references: the 33-map stack (eyes, anchor maps of
-eq. (5), angle maps), its 2x2-pooled form, the fine tower's 38-map input, and their gradients."""
+"""input_maps, anchor_maps and fine_inputs (SPEC.md eq. (5)): the references written out, then
+every fast backend (Triton) against them: the 33-map stack (eyes, anchor maps, angle maps),
+its 2x2-pooled form, the fine tower's 38-map input, and their gradients. (The extension
+replaces these maps by a fixed term of the first convolution: deepwarp_fast/fold.py, tested
+through tests/test_accelerate.py.)"""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import rand
 from deepwarp_fast import ops
-
-kernels = pytest.importorskip("deepwarp_fast.kernels")
+from deepwarp_fast.ops import anchor_maps_reference, input_maps_reference
+try:
+    from deepwarp_fast import kernels
+except ImportError:  # no Triton: the kernel tests skip, the reference tests run
+    kernels = None
 from kernel_helpers import check_parity, kernel_devices, strided_like  # noqa: E402
 
-DEVICES = kernel_devices()
-pytestmark = pytest.mark.skipif(not DEVICES, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")
+DEVICES = kernel_devices() if kernels is not None else []
+needs_triton = pytest.mark.skipif(not DEVICES, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")
+
+
+def test_anchor_maps_eq5_written_out(gen):
+    B, K, H, W = 2, 7, 5, 6
+    anchors = rand(gen, B, K, 2, lo=-2, hi=8, dtype=torch.float64)
+    maps = anchor_maps_reference(anchors, H, W)
+    assert maps.shape == (B, 2 * K, H, W)
+    for b in range(B):
+        for i in range(K):
+            for y in range(H):
+                for x in range(W):
+                    assert maps[b, 2 * i, y, x] == x - anchors[b, i, 0]
+                    assert maps[b, 2 * i + 1, y, x] == y - anchors[b, i, 1]
+
+
+def test_input_maps_layout(gen):
+    B, H, W = 3, 7, 9
+    eyes, anchors, emb = rand(gen, B, 3, H, W), rand(gen, B, 7, 2, hi=8), rand(gen, B, 16, lo=-1)
+    x = input_maps_reference(eyes, anchors, emb)
+    assert x.shape == (B, 33, H, W)
+    assert torch.equal(x[:, :3], eyes)
+    assert torch.equal(x[:, 3:17], anchor_maps_reference(anchors, H, W))
+    assert torch.equal(x[:, 17:], emb.view(B, 16, 1, 1).expand(B, 16, H, W))
+
+
+# ----------------------------------------------------------------- every fast backend
+# The Triton kernels against the reference (tests/kernel_helpers.check_parity: forward and
+# gradients, float32 and float16, contiguous and strided). Without a GPU they run on CPU
+# tensors through TRITON_INTERPRET=1 (tests/conftest.py); with a GPU on CUDA tensors. The
+# extension's versions of these ops run inside its fused tails: tests/test_extension.py.
 DTYPES = [torch.float32, torch.float16]
 SHAPES = [(3, 3, 37, 53), (2, 3, 41, 51)]
 
@@ -35,6 +71,7 @@ def _ref_fine_inputs(eyes, anchors, embedding, flow_c):
     return ops.fine_inputs_reference(eyes, anchors.detach(), embedding, flow_c)
 
 
+@needs_triton
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -48,6 +85,7 @@ def test_input_maps_match_reference(gen, device, dtype, shape, pool, layout):
     )
 
 
+@needs_triton
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape,low", [((3, 3, 37, 53), (18, 26)), ((2, 3, 41, 51), (20, 25))], ids=["37x53", "41x51"])
@@ -61,6 +99,7 @@ def test_fine_inputs_match_reference(gen, device, dtype, shape, low, eyes_grad):
     )
 
 
+@needs_triton
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_anchor_maps_match_reference_exactly(gen, device, shape):
@@ -71,6 +110,7 @@ def test_anchor_maps_match_reference_exactly(gen, device, shape):
     assert torch.equal(ops.anchor_maps(anchors, H, W, backend="triton"), ops.anchor_maps_reference(anchors, H, W))
 
 
+@needs_triton
 @pytest.mark.parametrize("device", DEVICES)
 def test_embedding_grad_is_deterministic_and_ops_dispatch(gen, device):
     eyes, anchors, embedding = (t.to(device) for t in _inputs(gen, 2, 3, 41, 51))
@@ -81,6 +121,7 @@ def test_embedding_grad_is_deterministic_and_ops_dispatch(gen, device):
     assert torch.equal(a, b)
 
 
+@needs_triton
 def test_errors_name_the_argument(gen):
     device = DEVICES[0]
     eyes, anchors, embedding = (t.to(device) for t in _inputs(gen, 2, 3, 41, 51))
