@@ -9,6 +9,7 @@ from typing import Dict
 
 import torch
 
+
 def gaze_vector(g: torch.Tensor) -> torch.Tensor:
     """(..., 2) (vertical, horizontal) degrees -> unit vectors (..., 3) in camera axes
     (x right, y down, z towards the camera)."""

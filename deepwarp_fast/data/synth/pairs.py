@@ -14,6 +14,7 @@ from .options import SynthOptions
 from .render import _bboxes, render_batch
 from .sampling import _as_n, sample_gazes, sample_noise_fields, sample_params, sample_tilts
 
+
 def render_pairs(n: int, seed: int, *, height: int = 41, width: int = 51, gaze_range: float = 30.0,
                  max_redirect: float = 30.0, hard_fraction: float = 0.25, device: Union[str, torch.device] = "cpu",
                  angles=None, tilt=None, input_gaze=None, chunk: int = 32, threads: int = 1,

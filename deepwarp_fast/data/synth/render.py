@@ -13,6 +13,7 @@ from .geometry import _eye_coords, derived_params, eye_to_patch, lid_curves
 from .options import SynthOptions
 from .shading import _sm, _v, render_eye, render_skin
 
+
 def _pool(x: torch.Tensor, s: int) -> torch.Tensor:
     """Area reduction by s (B, C, h*s, w*s) -> (B, C, h, w)."""
     if s == 2:  # strided sums: faster than avg_pool2d or a 6-d mean for these sizes

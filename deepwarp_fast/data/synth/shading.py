@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from .geometry import _eye_coords, _lid_shape, eye_to_patch
 
+
 def _exp(x: torch.Tensor) -> torch.Tensor:
     """exp with the argument clamped at -40: results below ~1e-38 are denormal floats,
     which are ~100x slower on x86 CPUs (and invisible in an image)."""
