@@ -33,6 +33,7 @@ The package, one concern a module:
   * ``render``: one batch (window, supersampling, compositing);
   * ``pairs``: render_pairs, the entry point.
 """
+from ..camera import apply_camera  # re-exported: importable from here as before the split
 from .options import ANATOMIES, HARD_TILT, ROTATION_RADIUS, SynthOptions
 from .sampling import sample_gazes, sample_noise_fields, sample_params, sample_tilts, split_tilts
 from .geometry import anchors_from_params, derived_params, eye_to_patch, gaze_vector, lid_curves, lid_heights
@@ -44,4 +45,5 @@ __all__ = [
     "ANATOMIES", "HARD_TILT", "ROTATION_RADIUS", "SynthOptions", "anchors_from_params", "derived_params",
     "eye_to_patch", "gaze_vector", "lid_curves", "lid_heights", "render_batch", "render_eye", "render_pairs",
     "render_skin", "sample_gazes", "sample_noise_fields", "sample_params", "sample_tilts", "split_tilts",
+    "apply_camera",
 ]
