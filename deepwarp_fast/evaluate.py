@@ -17,7 +17,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from .data.synth import HARD_TILT, split_tilts
+from .data.synth.options import HARD_TILT
+from .data.synth.sampling import split_tilts
 from .training.losses import normalized_error
 
 VARIANTS = ("output", "fine", "coarse")

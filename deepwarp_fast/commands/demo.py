@@ -24,7 +24,7 @@ def get_model(weights, backend):
     """The model from ``weights`` or the bundled default (see load_redirect_model)."""
     import warnings
 
-    from ..face.redirector import load_redirect_model
+    from ..face.loading import load_redirect_model
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -9,11 +9,13 @@ images, videos and camera streams. dlib is imported only when a detector is buil
 from .eyes import EyeCrop, eye_aspect_ratio, eye_crop, extract_patch
 from .io import InputError, media_kind, read_image, write_image
 from .landmarks import FaceDetector, FaceModelsUnavailableError
+from .loading import NoDefaultWeightsWarning, load_redirect_model
 from .paste import feather_mask, paste_patch
 from .profile import StageTimes
 from .pupil import estimate_pupil
-from .redirector import (AngleRangeError, EyeResult, FaceResult, GazeRedirector, GazeStream, NoDefaultWeightsWarning,
-                         RedirectResult, check_angles, load_redirect_model)
+from .redirector import AngleRangeError, GazeRedirector, check_angles
+from .results import EyeResult, FaceResult, RedirectResult
+from .stream import GazeStream
 from .tracking import FaceTracker, OneEuroFilter
 
 __all__ = [

@@ -30,7 +30,7 @@ class DataConfig:
     easy_per_bin: int = 24
     hard_per_bin: int = 8
     # "Hard" pairs have a head tilt above hard_tilt degrees (up to max_tilt).
-    hard_tilt: float = 8.0  # = deepwarp_fast.data.synth.HARD_TILT (the paper's split)
+    hard_tilt: float = 8.0  # = deepwarp_fast.data.synth.options.HARD_TILT (the paper's split)
     max_tilt: float = 20.0
     # "magnitude": bins over |angles|, the direction uniform on the circle;
     # "vertical": bins over the vertical angle in [-max_redirect, max_redirect], horizontal 0
@@ -38,7 +38,7 @@ class DataConfig:
     binning: str = "magnitude"
     seed: int = 0
     # The renderer's eyeball: "v1" (the original) or "anatomical" (the iris turns on
-    # 12.5 mm in a 30 mm eye opening; deepwarp_fast.data.synth.SynthOptions.anatomy).
+    # 12.5 mm in a 30 mm eye opening; deepwarp_fast.data.synth.options.SynthOptions.anatomy).
     anatomy: str = "v1"
     # Render the masks (target iris, eye opening, eye region) that the flow
     # supervision and TV losses need; switched on automatically when they are used.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.synth import split_tilts
+from ..data.synth.sampling import split_tilts
 from .config import DataConfig
 
 
