@@ -198,3 +198,52 @@ def test_mkv_default_is_lossless_huffyuv(tmp_path, face_bgr, gr):
     cap = cv2.VideoCapture(str(dst))
     code = int(cap.get(cv2.CAP_PROP_FOURCC))
     assert bytes([(code >> 8 * i) & 255 for i in range(4)]) == b"HFYU"
+
+
+def test_background_detection_finds_a_new_face_at_a_fixed_frame(face_bgr, gr):
+    """The periodic full detection runs in a worker while every face is tracked; its result
+    joins exactly BACKGROUND_LAG frames later, so when a second face is first seen does
+    not depend on the worker's speed, and two runs give the same frames."""
+    from deepwarp_fast.face.tracking import BACKGROUND_LAG
+
+    rng = np.random.default_rng(3)
+    h, w = face_bgr.shape[:2]
+    frames = []
+    for i in range(34):
+        f = np.full((h, 2 * w, 3), 110, np.uint8)
+        f[:, :w] = face_bgr
+        if i >= 12:
+            f[:, w:] = face_bgr
+        frames.append(np.clip(f.astype(np.int16) + rng.integers(-3, 4, f.shape), 0, 255).astype(np.uint8))
+    runs = []
+    for _ in range(2):
+        with gr.stream(5, 0, color="bgr", fps=30, detect_every=10) as stream:
+            counts, images = [], []
+            for f in frames:
+                res = stream.process(f)
+                counts.append(len(res.faces))
+                images.append(res.image)
+            assert stream.tracker._pool is not None, "the periodic detections ran in the worker"
+        assert stream.tracker._pool is None  # closed
+        runs.append((counts, images))
+    counts = runs[0][0]
+    # frame 0: a full detection in the frame (no track yet); frames 10 and 20: in the worker,
+    # merged at 10 + LAG (the second face is not there yet at 10) and 20 + LAG
+    first_two = counts.index(2)
+    assert first_two == 20 + BACKGROUND_LAG and set(counts[:first_two]) == {1} and set(counts[first_two:]) == {2}
+    assert runs[1][0] == counts
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+def test_stream_without_background_detection_finds_the_face_at_the_detection_frame(face_bgr, gr):
+    h, w = face_bgr.shape[:2]
+    frames = []
+    for i in range(14):
+        f = np.full((h, 2 * w, 3), 110, np.uint8)
+        f[:, :w] = face_bgr
+        if i >= 5:
+            f[:, w:] = face_bgr
+        frames.append(f)
+    stream = gr.stream(5, 0, color="bgr", fps=30, detect_every=10, background_detect=False)
+    counts = [len(stream.process(f).faces) for f in frames]
+    assert counts.index(2) == 10 and stream.tracker._pool is None

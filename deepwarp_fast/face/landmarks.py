@@ -205,9 +205,9 @@ class FaceDetector:
             (rx, ry), (lx, ly) = kp[0], kp[1]
             self._roll[box] = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
             out.append((box, float(s)))
-        if len(self._roll) > 64:  # keep the latest faces only
+        if len(self._roll) > 64:  # keep the latest faces only (pop: a tracker's background detection may prune too)
             for k in list(self._roll)[:-32]:
-                del self._roll[k]
+                self._roll.pop(k, None)
         return out
 
     def set_roll(self, box: Box, degrees: float) -> None:
@@ -216,7 +216,7 @@ class FaceDetector:
         self._roll[tuple(int(v) for v in box)] = float(degrees)
         if len(self._roll) > 64:
             for k in list(self._roll)[:-32]:
-                del self._roll[k]
+                self._roll.pop(k, None)
 
     # ------------------------------------------------------------------ API
     def detect(self, gray: np.ndarray) -> List[Tuple[Box, float]]:

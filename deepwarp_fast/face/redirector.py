@@ -175,11 +175,11 @@ class GazeRedirector(_FrameRedirector):
     # ------------------------------------------------------------------ video
     def stream(self, vertical: float = 0.0, horizontal: float = 0.0, *, color: str = "bgr", fps: float = 30.0,
                detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
-               null_refresh: int = 10, search_every: int = 3) -> "GazeStream":
+               null_refresh: int = 10, search_every: int = 3, background_detect: bool = True) -> "GazeStream":
         """A stateful redirector for the frames of one video or camera (see GazeStream)."""
         return GazeStream(self, vertical, horizontal, color=color, fps=fps, detect_every=detect_every,
                           smooth=smooth, min_cutoff=min_cutoff, beta=beta, null_refresh=null_refresh,
-                          search_every=search_every)
+                          search_every=search_every, background_detect=background_detect)
 
 
 __all__ = [

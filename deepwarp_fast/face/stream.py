@@ -58,11 +58,16 @@ class GazeStream:
     (e.g. at a scene cut). With the redirector's null correction, each tracked eye's
     angle-0 fields are recomputed every ``null_refresh`` frames and reused between. The
     detector searches near each face every ``search_every`` frames; on the frames between,
-    the face's box is predicted from the last frame's landmarks."""
+    the face's box is predicted from the last frame's landmarks. With ``background_detect``
+    (the default) the periodic full detection, which only looks for new faces while every
+    face is tracked, runs in a worker thread and joins the tracks a fixed few frames later
+    (face.tracking.BACKGROUND_LAG): the same output, a spare core does the work; ``close()``
+    (or a ``with`` block) stops the worker."""
 
     def __init__(self, redirector: GazeRedirector, vertical: float, horizontal: float, *, color: str = "bgr",
                  fps: float = 30.0, detect_every: int = 10, smooth: bool = True, min_cutoff: float = DEFAULT_MIN_CUTOFF,
-                 beta: float = DEFAULT_BETA, null_refresh: int = 10, search_every: int = 3):
+                 beta: float = DEFAULT_BETA, null_refresh: int = 10, search_every: int = 3,
+                 background_detect: bool = True):
         _check_color(color)
         if not (fps > 0 and math.isfinite(fps)):
             raise ValueError(f"fps must be a positive number, got {fps}")
@@ -74,13 +79,24 @@ class GazeStream:
         self.min_cutoff, self.beta = float(min_cutoff), float(beta)
         OneEuroFilter(min_cutoff, beta)  # validates the parameters now
         self.tracker = FaceTracker(redirector.detector, detect_every=detect_every, max_faces=redirector.max_faces,
-                                   search_every=search_every)
+                                   search_every=search_every, background=background_detect)
         self.null_cache = NullFieldCache(null_refresh)
         self.frame_index = 0
 
     def reset(self) -> None:
         self.tracker.reset()
         self.null_cache.clear()
+
+    def close(self) -> None:
+        """Stop the tracker's background detection worker (the stream can still process
+        frames after, with a new worker)."""
+        self.tracker.close()
+
+    def __enter__(self) -> "GazeStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _filter(self) -> OneEuroFilter:
         return OneEuroFilter(self.min_cutoff, self.beta)

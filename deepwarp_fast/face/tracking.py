@@ -5,6 +5,11 @@ lost); in between, each face is searched for only in a small region around its l
 box, which costs a few milliseconds instead of tens, and with ``search_every`` > 1 only
 every that many frames: on the frames between, the box is predicted from the last
 frame's landmarks (where the detector's box sat relative to them), which costs nothing.
+With ``background=True`` and ``detect_every`` > ``BACKGROUND_LAG`` the periodic full
+detection (which only looks for new faces while every face is tracked) runs in a worker thread and its result joins the tracks exactly
+``BACKGROUND_LAG`` frames later, so the output does not depend on timing; the detector
+releases the interpreter lock in its convolutions, so on a machine with a spare core the
+frame loop no longer pays for it.
 
 Smoothing: a One-Euro filter (Casiez, Roussel, Vogel, CHI 2012) per coordinate:
 a low-pass filter whose cutoff rises with speed, so a still face does not jitter and
@@ -14,6 +19,7 @@ distance, so the same parameters fit any face size.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -27,6 +33,9 @@ from .landmarks import Box, FaceDetector
 # error while moving 0.29 -> ~0.5 px (a sub-frame lag).
 DEFAULT_MIN_CUTOFF = 1.0
 DEFAULT_BETA = 20.0
+# Frames between submitting a background full detection and merging its result (fixed, so
+# that the result does not depend on how fast the worker was).
+BACKGROUND_LAG = 6
 
 
 class OneEuroFilter:
@@ -125,7 +134,7 @@ class FaceTracker:
     """
 
     def __init__(self, detector: FaceDetector, detect_every: int = 10, max_faces: Optional[int] = None,
-                 search_every: int = 1):
+                 search_every: int = 1, background: bool = False):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         if search_every < 1:
@@ -139,15 +148,51 @@ class FaceTracker:
         self._next_id = 0
         self._since_detect = None  # frames since the last full detection
         self.full_detections = 0
+        self.background = bool(background)
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pending: Optional[Tuple[Future, int]] = None  # (the detection, frames until it is merged)
 
     def reset(self) -> None:
         self.tracks = []
         self._since_detect = None
+        self._drop_pending()
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None:
+            self._pending[0].cancel()
+            self._pending = None
+
+    def close(self) -> None:
+        """Stop the background worker (a pending detection is dropped)."""
+        self._drop_pending()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _detect(self, gray: np.ndarray):
+        found = self.detector.detect(gray)
+        return found[: self.max_faces] if self.max_faces is not None else found
+
+    def _merge_background(self, found) -> None:
+        """Join a full detection of an earlier frame: tracks it saw keep their current (newer)
+        boxes, faces it found that no track holds start tracks, tracks it did not see end
+        (as a full detection in the frame itself would decide)."""
+        self.full_detections += 1
+        kept: List[Track] = []
+        unused = list(self.tracks)
+        for box, score in found:
+            best = max(unused, key=lambda t: iou(t.box, box), default=None)
+            if best is not None and iou(best.box, box) > 0.3:
+                unused.remove(best)
+                kept.append(best)
+            else:
+                kept.append(Track(self._next_id, box, score))
+                self._next_id += 1
+        self.tracks = kept
 
     def _full(self, gray: np.ndarray) -> None:
-        found = self.detector.detect(gray)
-        if self.max_faces is not None:
-            found = found[: self.max_faces]
+        self._drop_pending()  # this detection is newer
+        found = self._detect(gray)
         self.full_detections += 1
         kept: List[Track] = []
         unused = list(self.tracks)
@@ -166,11 +211,27 @@ class FaceTracker:
 
     def update(self, gray: np.ndarray) -> Tuple[List[Track], str]:
         """The tracks in this frame and how they were found ("detect" or "track")."""
-        if self._since_detect is None or self._since_detect + 1 >= self.detect_every:
+        due = self._since_detect is None or self._since_detect + 1 >= self.detect_every
+        # (with detect_every <= BACKGROUND_LAG the caller wants every detection in its own frame)
+        if due and self.background and self.tracks and self._pending is None and self.detect_every > BACKGROUND_LAG:
+            # every face is tracked: look for new ones in the worker, merge in BACKGROUND_LAG frames
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="deepwarp-detect")
+            self._pending = (self._pool.submit(self._detect, gray.copy()), BACKGROUND_LAG)
+            self._since_detect = -1  # counted as this frame's detection (0 after the increment below)
+            due = False
+        if due:
             self._full(gray)
             how = "detect"
         else:
             self._since_detect += 1
+            if self._pending is not None and self._since_detect > 0:  # not in the frame it was submitted
+                future, left = self._pending
+                if left <= 1:
+                    self._pending = None
+                    self._merge_background(future.result())
+                else:
+                    self._pending = (future, left - 1)
             lost = False
             for t in self.tracks:
                 if t.predicted is not None and t.since_search + 1 < self.search_every:

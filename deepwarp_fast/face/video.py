@@ -354,6 +354,7 @@ def redirect_video(redirector, src, dst, vertical: float = 0.0, horizontal: floa
         if bar is not None:
             bar.close()
         reader.close()
+        stream.close()
         if writer is not None:
             writer.close()
         summary.seconds = time.perf_counter() - t0
