@@ -63,6 +63,21 @@ def sensitivity(fn, inputs, index: int = 0, trials: int = 3, seed: int = 0) -> f
     return worst
 
 
+def triton_kernels():
+    """(the deepwarp_fast.kernels module or None, the devices it runs on here, a skip mark
+    for tests that need it): an op's test module runs its reference tests everywhere and
+    its kernel tests where Triton runs."""
+    import pytest
+
+    try:
+        from deepwarp_fast import kernels
+    except ImportError:  # no Triton
+        kernels = None
+    devices = kernel_devices() if kernels is not None else []
+    mark = pytest.mark.skipif(not devices, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")
+    return kernels, devices, mark
+
+
 def kernel_devices() -> List[str]:
     """Devices the Triton kernels run on here: CPU through the interpreter, CUDA natively."""
     devices = []

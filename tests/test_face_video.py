@@ -200,21 +200,28 @@ def test_mkv_default_is_lossless_huffyuv(tmp_path, face_bgr, gr):
     assert bytes([(code >> 8 * i) & 255 for i in range(4)]) == b"HFYU"
 
 
+def two_face_frames(face_bgr, n, second_from, seed=3):
+    """n frames twice the photo's width with sensor noise: the face on the left in every
+    frame, a second copy on the right from frame ``second_from`` on."""
+    rng = np.random.default_rng(seed)
+    h, w = face_bgr.shape[:2]
+    frames = []
+    for i in range(n):
+        f = np.full((h, 2 * w, 3), 110, np.uint8)
+        f[:, :w] = face_bgr
+        if i >= second_from:
+            f[:, w:] = face_bgr
+        frames.append(np.clip(f.astype(np.int16) + rng.integers(-3, 4, f.shape), 0, 255).astype(np.uint8))
+    return frames
+
+
 def test_background_detection_finds_a_new_face_at_a_fixed_frame(face_bgr, gr):
     """The periodic full detection runs in a worker while every face is tracked; its result
     joins exactly BACKGROUND_LAG frames later, so when a second face is first seen does
     not depend on the worker's speed, and two runs give the same frames."""
     from deepwarp_fast.face.tracking import BACKGROUND_LAG
 
-    rng = np.random.default_rng(3)
-    h, w = face_bgr.shape[:2]
-    frames = []
-    for i in range(34):
-        f = np.full((h, 2 * w, 3), 110, np.uint8)
-        f[:, :w] = face_bgr
-        if i >= 12:
-            f[:, w:] = face_bgr
-        frames.append(np.clip(f.astype(np.int16) + rng.integers(-3, 4, f.shape), 0, 255).astype(np.uint8))
+    frames = two_face_frames(face_bgr, 34, second_from=12)
     runs = []
     for _ in range(2):
         with gr.stream(5, 0, color="bgr", fps=30, detect_every=10) as stream:
@@ -236,14 +243,7 @@ def test_background_detection_finds_a_new_face_at_a_fixed_frame(face_bgr, gr):
 
 
 def test_stream_without_background_detection_finds_the_face_at_the_detection_frame(face_bgr, gr):
-    h, w = face_bgr.shape[:2]
-    frames = []
-    for i in range(14):
-        f = np.full((h, 2 * w, 3), 110, np.uint8)
-        f[:, :w] = face_bgr
-        if i >= 5:
-            f[:, w:] = face_bgr
-        frames.append(f)
+    frames = two_face_frames(face_bgr, 14, second_from=5)
     stream = gr.stream(5, 0, color="bgr", fps=30, detect_every=10, background_detect=False)
     counts = [len(stream.process(f).faces) for f in frames]
     assert counts.index(2) == 10 and stream.tracker._pool is None

@@ -6,14 +6,9 @@ import torch
 from conftest import rand
 from deepwarp_fast import ops
 from deepwarp_fast.ops import lcm_blend_reference
-try:
-    from deepwarp_fast import kernels
-except ImportError:  # no Triton: the kernel tests skip, the reference tests run
-    kernels = None
-from kernel_helpers import check_parity, kernel_devices, strided_like  # noqa: E402
+from kernel_helpers import check_parity, strided_like, triton_kernels
 
-DEVICES = kernel_devices() if kernels is not None else []
-needs_triton = pytest.mark.skipif(not DEVICES, reason="no device runs Triton here (no GPU, TRITON_INTERPRET unset)")
+kernels, DEVICES, needs_triton = triton_kernels()  # the kernel tests skip where Triton does not run
 
 
 def test_lcm_blend_equals_O_1_minus_M_plus_M(gen):

@@ -173,10 +173,11 @@ class FaceTracker:
         found = self.detector.detect(gray)
         return found[: self.max_faces] if self.max_faces is not None else found
 
-    def _merge_background(self, found) -> None:
-        """Join a full detection of an earlier frame: tracks it saw keep their current (newer)
-        boxes, faces it found that no track holds start tracks, tracks it did not see end
-        (as a full detection in the frame itself would decide)."""
+    def _merge(self, found, current: bool) -> None:
+        """Match a full detection's faces to the tracks (IoU > 0.3): a matched track takes
+        the detection's box when the detection is of this frame (``current``), else keeps
+        its own newer box; an unmatched face starts a track; a track no face matched ends
+        (the detector did not see it)."""
         self.full_detections += 1
         kept: List[Track] = []
         unused = list(self.tracks)
@@ -184,6 +185,9 @@ class FaceTracker:
             best = max(unused, key=lambda t: iou(t.box, box), default=None)
             if best is not None and iou(best.box, box) > 0.3:
                 unused.remove(best)
+                if current:
+                    best.box, best.score = box, score
+                    best.searched, best.since_search = True, 0
                 kept.append(best)
             else:
                 kept.append(Track(self._next_id, box, score))
@@ -192,21 +196,7 @@ class FaceTracker:
 
     def _full(self, gray: np.ndarray) -> None:
         self._drop_pending()  # this detection is newer
-        found = self._detect(gray)
-        self.full_detections += 1
-        kept: List[Track] = []
-        unused = list(self.tracks)
-        for box, score in found:
-            best = max(unused, key=lambda t: iou(t.box, box), default=None)
-            if best is not None and iou(best.box, box) > 0.3:
-                unused.remove(best)
-                best.box, best.score = box, score
-                best.searched, best.since_search = True, 0
-                kept.append(best)
-            else:
-                kept.append(Track(self._next_id, box, score))
-                self._next_id += 1
-        self.tracks = kept
+        self._merge(self._detect(gray), current=True)
         self._since_detect = 0
 
     def update(self, gray: np.ndarray) -> Tuple[List[Track], str]:
@@ -229,7 +219,7 @@ class FaceTracker:
                 future, left = self._pending
                 if left <= 1:
                     self._pending = None
-                    self._merge_background(future.result())
+                    self._merge(future.result(), current=False)  # a detection of an earlier frame
                 else:
                     self._pending = (future, left - 1)
             lost = False
