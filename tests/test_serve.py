@@ -120,6 +120,12 @@ def test_an_uploaded_photo_has_its_face_found(client, astronaut):
     info = r.json()
     assert len(info["faces"]) == 1 and info["eyes"] == 2
     assert info["name"] == "me.png"  # a name to show, never a path
+    r = client.get(f"/api/photos/{info['id']}/redirect", params={"vertical": 5, "format": "png"})
+    assert r.headers["content-disposition"] == 'attachment; filename="me_gaze_v+5_h+0.png"'
+    # A name that is not ASCII (headers are Latin-1) still downloads.
+    other = client.post("/api/photos", params={"name": "фото.png"}, content=png(astronaut)).json()
+    r = client.get(f"/api/photos/{other['id']}/redirect", params={"vertical": 5, "format": "png"})
+    assert r.status_code == 200 and "filename*=UTF-8''%D1%84%D0%BE%D1%82%D0%BE_gaze" in r.headers["content-disposition"]
     again = client.post("/api/photos", content=png(astronaut)).json()
     assert again["id"] != info["id"]
     for ident in (info["id"], again["id"]):

@@ -189,6 +189,17 @@ def _display_name(raw: Optional[str], default: str) -> str:
     return name or default
 
 
+def _attachment(filename: str) -> str:
+    """A Content-Disposition for a download named ``filename`` (headers are Latin-1: a
+    non-ASCII name goes in RFC 6266's filename*, with an ASCII stand-in)."""
+    from urllib.parse import quote
+
+    ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    if ascii_name == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+
+
 def changed_region(result, width: int, height: int, config) -> Optional[Tuple[int, int, int, int]]:
     """(x0, y0, x1, y1): the union of the redirected eyes' patch footprints in the
     ``width`` x ``height`` frame (patches of ``config.width`` x ``config.height``), where
@@ -591,7 +602,7 @@ def redirect_photo(request: Request):
     headers = {"X-Compute-Ms": f"{ms:.1f}", "X-Eyes-Redirected": str(res.eyes_redirected), "Cache-Control": "no-store"}
     if fmt == "png":
         stem = photo.name.rsplit(".", 1)[0] or "photo"
-        headers["Content-Disposition"] = f'attachment; filename="{stem}_gaze_v{v:+g}_h{h:+g}.png"'
+        headers["Content-Disposition"] = _attachment(f"{stem}_gaze_v{v:+g}_h{h:+g}.png")
         return Response(_encode(res.image, compression=3), media_type="image/png", headers=headers)
     H, W = photo.image.shape[:2]
     box = changed_region(res, W, H, svc.redirector.config)
