@@ -47,7 +47,7 @@ def sample_face(name: str = "astronaut") -> np.ndarray:
         if path is None:
             raise LookupError("the grace_hopper sample needs matplotlib (its sample_data/grace_hopper.jpg)")
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # writable, like the astronaut
     raise ValueError(f"unknown sample face {name!r}: use one of {', '.join(SAMPLE_FACES)}")
 
 
