@@ -113,7 +113,14 @@ def run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            gr = GazeRedirector(weights=args.weights, backend=args.backend, device=args.device, detector=args.detector)
+            model = None
+            if args.backend == "reference":  # the eager reference itself, as `redirect --backend reference`
+                from ..face import load_redirect_model
+
+                device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+                model = load_redirect_model(args.weights, backend="reference", device=device, fuse=False)
+            gr = GazeRedirector(model, weights=None if model is not None else args.weights, backend=args.backend,
+                                device=args.device, detector=args.detector)
         except FaceModelsUnavailableError as exc:
             sock.close()
             return _error(str(exc), 1)
