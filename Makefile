@@ -1,6 +1,7 @@
 # Two entry points for a fresh clone:
-#   make demo   installs into .venv and runs the main job on the bundled sample
+#   make demo   installs into .venv (with the browser demo's extra) and runs the main job on the bundled sample
 #   make test   installs the test dependencies too and runs the tests
+#   make serve  the browser demo: deepwarp-fast serve (http://127.0.0.1:8000/)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1
 export CUDA_HOME ?= /usr/local/cuda
 
-.PHONY: install install-test demo test bench env clean
+.PHONY: install install-test demo serve test bench env clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,11 +19,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q "$(TORCH_SPEC)" ninja pybind11
 
 $(VENV)/.installed: $(BIN)/python setup.py $(wildcard csrc/*)
-	$(BIN)/pip install -q --no-build-isolation -e ".[face]"
+	$(BIN)/pip install -q --no-build-isolation -e ".[face,serve]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q --no-build-isolation -e ".[face,test]"
+	$(BIN)/pip install -q --no-build-isolation -e ".[face,serve,test]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,6 +31,9 @@ install-test: $(VENV)/.installed-test
 
 demo: install
 	$(BIN)/deepwarp-fast demo -o demo_out
+
+serve: install
+	$(BIN)/deepwarp-fast serve
 
 test: install-test
 	$(BIN)/python -m pytest tests -q

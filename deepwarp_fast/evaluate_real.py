@@ -37,31 +37,18 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def bundled_photos() -> List[Tuple[str, np.ndarray]]:
-    """The real portraits available offline: scikit-image's astronaut (public domain,
-    NASA) and matplotlib's sample grace_hopper.jpg. (name, RGB uint8) pairs; a missing
-    package is skipped."""
+    """The real portraits available offline (samples.SAMPLE_FACES): scikit-image's
+    astronaut (public domain, NASA) and matplotlib's sample grace_hopper.jpg. (name,
+    RGB uint8) pairs; a missing package is skipped."""
+    from .samples import SAMPLE_FACES, sample_face
+
     photos = []
-    try:
-        from skimage import data
-
-        photos.append(("astronaut", np.ascontiguousarray(data.astronaut()[..., :3])))
-    except Exception:  # pragma: no cover - optional dependency
-        pass
-    path = grace_hopper_path()
-    if path is not None:
-        from PIL import Image
-
-        photos.append(("grace_hopper", np.asarray(Image.open(path).convert("RGB"))))
+    for name in SAMPLE_FACES:
+        try:
+            photos.append((name, sample_face(name)))
+        except LookupError:  # pragma: no cover - optional dependency
+            pass
     return photos
-
-
-def grace_hopper_path() -> Optional[Path]:
-    try:
-        import matplotlib
-    except ImportError:  # pragma: no cover
-        return None
-    p = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    return p if p.is_file() else None
 
 
 def folder_photos(folder) -> List[Tuple[str, np.ndarray]]:
