@@ -706,6 +706,8 @@ async def live(ws: WebSocket):
                 await ws.send_json({"error": f"{type(exc).__name__}: {exc}", "code": "failed", "frame": is_frame})
     except WebSocketDisconnect:
         return
+    finally:
+        stream.close()  # the tracker's background detection worker
 
 
 # ---------------------------------------------------------------------- the app
