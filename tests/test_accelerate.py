@@ -246,3 +246,38 @@ def test_first_forward_does_not_import_dynamo():
     if conv_backend != "cuda":
         pytest.skip("the extension is not built here: the eager path uses no custom op anyway")
     assert dynamo == "False", "the first forward imported torch._dynamo"
+
+
+@pytest.mark.parametrize("use_lcm", [True, False])
+def test_big_cpu_batches_run_in_chunks_with_the_same_results(gen, monkeypatch, use_lcm):
+    """More than CPU_CHUNK eyes on a CPU run chunk by chunk (faster: the activations stay
+    in cache). Output, intermediates and fields keep the accelerated model's contract
+    (within 1e-4 of the reference; oneDNN may round differently for another batch size)."""
+    import sys
+
+    mod = sys.modules["deepwarp_fast.accelerate"]
+    cfg = CFG if use_lcm else NO_LCM
+    model = _model(cfg)
+    acc = accelerate(model)
+    B = 2 * mod.CPU_CHUNK + 3
+    x = inputs(gen, B, cfg)
+    calls = []
+    forward = acc._forward
+    monkeypatch.setattr(acc, "_forward", lambda *a: calls.append(a[0].shape[0]) or forward(*a))
+    out, inter, (flow, mask) = acc(*x), acc(*x, return_intermediates=True), acc.fields(*x)
+    assert calls == [mod.CPU_CHUNK, mod.CPU_CHUNK, 3] * 3
+    assert type(inter).__name__ == "DeepWarpOutput" and inter.output.shape[0] == B
+    with torch.no_grad():
+        ref = model(*x, return_intermediates=True)
+        ref_flow, ref_mask = model.fields(*x)
+    assert ref.flow.abs().max() > 2.0, "the test needs a flow of several pixels"
+    assert _max_err(out, ref.output) <= 1e-4
+    for name in ref._fields:
+        r, g = getattr(ref, name), getattr(inter, name)
+        assert (r is None) == (g is None), name
+        if r is not None:
+            assert g.shape == r.shape and _max_err(g, r) <= 1e-4 * max(1.0, r.abs().max().item()), name
+    assert _max_err(flow, ref_flow) <= 1e-4 * max(1.0, ref_flow.abs().max().item())
+    assert (mask is None) == (ref_mask is None) == (not use_lcm)
+    if mask is not None:
+        assert _max_err(mask, ref_mask) <= 1e-4
