@@ -222,7 +222,9 @@ class _FrameRedirector:
             return out  # zero fields are the identity (angle 0 with null correction)
 
         def as_frames(a):
-            return torch.from_numpy(a if a.ndim == 3 else a[..., None])[None]
+            with warnings.catch_warnings():  # a read-only frame is fine: the source is only read
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return torch.from_numpy(a if a.ndim == 3 else a[..., None])[None]
 
         cfg = self.config
         src = frame.image if frame.image.flags.c_contiguous else np.ascontiguousarray(frame.image)
