@@ -92,3 +92,25 @@ def test_flow_supervised_training_runs_snapshots_and_resumes(tmp_path):
     tr3 = Trainer(cfg3, tmp_path / "run", resume=True, progress=False)
     assert tr3.step == 2
     assert tr3.train()["steps"] == 3
+
+
+def test_mixed_anatomy_renders_each_batch_with_one_eyeball_by_its_seed():
+    """data.anatomy = "mixed": a batch is the v1 renderer's or the anatomical one's, by its
+    seed's parity, bit for bit what that renderer alone gives; a run sees both."""
+    from deepwarp_fast.training.sampler import PaperSampler, render_batch
+
+    cfg = TrainConfig.from_dict({"data": {"bins_per_batch": 1, "easy_per_bin": 2, "hard_per_bin": 0, "anatomy": "mixed"}})
+    single = {a: TrainConfig.from_dict({"data": {"bins_per_batch": 1, "easy_per_bin": 2, "hard_per_bin": 0, "anatomy": a}})
+              for a in ("v1", "anatomical")}
+    sampler = PaperSampler(cfg.data)
+    seen = set()
+    for step in range(6):
+        plan = sampler.sample(step)
+        which = "anatomical" if plan.seed % 2 else "v1"
+        seen.add(which)
+        got = render_batch(plan, cfg.data, 41, 51)
+        want = render_batch(plan, single[which].data, 41, 51)
+        assert torch.equal(got["target"], want["target"]) and torch.equal(got["input"], want["input"])
+    assert seen == {"v1", "anatomical"}
+    with pytest.raises(ValueError, match="'mixed'"):
+        TrainConfig.from_dict({"data": {"anatomy": "both"}})

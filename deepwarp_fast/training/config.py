@@ -37,8 +37,9 @@ class DataConfig:
     # (the paper's setting).
     binning: str = "magnitude"
     seed: int = 0
-    # The renderer's eyeball: "v1" (the original) or "anatomical" (the iris turns on
-    # 12.5 mm in a 30 mm eye opening; deepwarp_fast.data.synth.options.SynthOptions.anatomy).
+    # The renderer's eyeball: "v1" (the original), "anatomical" (the iris turns on
+    # 12.5 mm in a 30 mm eye opening; deepwarp_fast.data.synth.options.SynthOptions.anatomy) or
+    # "mixed" (each batch one or the other, by its seed's parity: about half each).
     anatomy: str = "v1"
     # Render the masks (target iris, eye opening, eye region) that the flow
     # supervision and TV losses need; switched on automatically when they are used.
@@ -134,8 +135,8 @@ class TrainConfig:
             raise ValueError(f"data.binning must be 'magnitude' or 'vertical', got {d.binning!r}")
         if not 0 <= d.hard_tilt <= d.max_tilt:
             raise ValueError(f"data.hard_tilt must be in [0, data.max_tilt={d.max_tilt}], got {d.hard_tilt}")
-        if d.anatomy not in ("v1", "anatomical"):
-            raise ValueError(f"data.anatomy must be 'v1' or 'anatomical', got {d.anatomy!r}")
+        if d.anatomy not in ("v1", "anatomical", "mixed"):
+            raise ValueError(f"data.anatomy must be 'v1', 'anatomical' or 'mixed' (alternate batches), got {d.anatomy!r}")
         if d.max_redirect <= 0:
             raise ValueError(f"data.max_redirect must be > 0, got {d.max_redirect}")
         if o.schedule not in ("cosine", "constant"):

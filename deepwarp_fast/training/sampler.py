@@ -92,8 +92,11 @@ def render_batch(plan: BatchPlan, cfg: DataConfig, height: int, width: int, devi
     from ..data import render_pairs
 
     kw = {}
-    if cfg.anatomy != "v1":
-        kw["anatomy"] = cfg.anatomy
+    anatomy = cfg.anatomy
+    if anatomy == "mixed":  # by the batch seed's parity: about half v1, half anatomical
+        anatomy = "anatomical" if plan.seed % 2 else "v1"
+    if anatomy != "v1":
+        kw["anatomy"] = anatomy
     if layers or cfg.layers:
         kw["return_layers"] = True
     return render_pairs(
