@@ -65,3 +65,19 @@ def inputs(gen, B, cfg, dtype=torch.float32):
     anchors = torch.stack([rand(gen, B, 7, lo=2, hi=cfg.width - 3), rand(gen, B, 7, lo=2, hi=cfg.height - 3)], -1).to(dtype)
     angles = rand(gen, B, 2, lo=-20, hi=20, dtype=dtype)
     return eyes, anchors, angles
+
+
+def read_video(path):
+    """(every frame OpenCV decodes from the video at ``path``, its frame rate)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    return frames, fps

@@ -6,6 +6,7 @@ import pytest
 pytest.importorskip("dlib")
 skdata = pytest.importorskip("skimage.data")
 cv2 = pytest.importorskip("cv2")
+from conftest import read_video as read_all  # noqa: E402
 
 from deepwarp_fast.face import AngleRangeError, GazeRedirector, InputError  # noqa: E402
 from deepwarp_fast.face.toy import ShiftEyesModel  # noqa: E402
@@ -41,19 +42,6 @@ def make_video(path, face_bgr, n=12, fps=24.0, fourcc="MJPG", no_face=(), seed=0
         frames.append(f)
     w.release()
     return frames
-
-
-def read_all(path):
-    cap = cv2.VideoCapture(str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    return frames, fps
 
 
 def test_every_frame_and_the_frame_rate_are_kept(tmp_path, face_bgr, gr):

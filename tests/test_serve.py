@@ -19,6 +19,7 @@ except (ImportError, RuntimeError) as exc:  # it needs httpx2 (or, before Starle
 from deepwarp_fast.cli import main  # noqa: E402
 from deepwarp_fast.face import GazeRedirector  # noqa: E402
 from deepwarp_fast.samples import sample_face  # noqa: E402
+from conftest import read_video  # noqa: E402
 from deepwarp_fast.web import Limits, create_app  # noqa: E402
 
 MB = 1 << 20
@@ -266,14 +267,7 @@ def test_a_video_job_runs_to_completion(client, app, astronaut, tmp_path):
     assert r.status_code == 200 and r.headers["content-type"] == job["media_type"]
     out = tmp_path / ("out" + app.state.service.video_format[1])
     out.write_bytes(r.content)
-    cap = cv2.VideoCapture(str(out))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    frames, _ = read_video(out)
     assert len(frames) == 6 and frames[0].shape == (SIZE[1], SIZE[0], 3)
     assert "attachment" in client.get(job["download"]).headers["content-disposition"]
 
