@@ -56,6 +56,60 @@ def test_port_matches_the_tflite_model():
     assert kps[0, 0, 0] < kps[0, 1, 0]  # the subject's right eye is on the image's left
 
 
+# float32 rounding through ~40 layers: the ports differ by ~1e-6 of the output's scale
+# (measured: 3e-5 to 8e-5 on regressors up to ~160 px and logits up to ~60)
+NUMPY_RTOL = 1e-5
+
+
+def test_numpy_port_matches_the_torch_port():
+    """BlazeFaceNumpy (no torch) against BlazeFace on random inputs: RGB at 128x128, a
+    grayscale frame of another size (fully convolutional), odd sizes (TFLite's "same"
+    padding) and a batch; the caller's array is left alone."""
+    from deepwarp_fast.face.blazeface_numpy import BlazeFaceNumpy
+
+    net, ref = BlazeFaceNumpy(), blazeface.BlazeFace()
+    rng = np.random.default_rng(0)
+    for shape in [(1, 3, 128, 128), (1, 1, 96, 160), (2, 1, 50, 67), (1, 3, 37, 53)]:
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+        x0 = x.copy()
+        reg, logits = net(x)
+        np.testing.assert_array_equal(x, x0)
+        with torch.no_grad():
+            treg, tlogits = (t.numpy() for t in ref(torch.from_numpy(x)))
+        assert reg.dtype == logits.dtype == np.float32
+        assert reg.shape == treg.shape and logits.shape == tlogits.shape == treg.shape[:2]
+        np.testing.assert_allclose(reg, treg, atol=NUMPY_RTOL * np.abs(treg).max(), rtol=0, err_msg=str(shape))
+        np.testing.assert_allclose(logits, tlogits, atol=NUMPY_RTOL * np.abs(tlogits).max(), rtol=0, err_msg=str(shape))
+
+
+def test_numpy_port_matches_the_tflite_model():
+    from deepwarp_fast.face.blazeface_numpy import BlazeFaceNumpy
+
+    ref = np.load(DATA)
+    reg, logits = BlazeFaceNumpy()((ref["input"].astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2))
+    np.testing.assert_allclose(reg, ref["regressors"], atol=2e-3, rtol=0)
+    np.testing.assert_allclose(logits, ref["classificators"], atol=2e-3, rtol=0)
+
+
+def test_numpy_runtime_imports_no_torch():
+    """The point of the numpy port: BlazeFaceNumpy, and FaceDetector(runtime="numpy")
+    detecting a face, pull in no torch. (deepwarp_fast/__init__.py imports torch itself:
+    the child skips it, as a lazy package __init__ would.)"""
+    import importlib.util
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(blazeface.__file__))
+    code = ("import sys, types, numpy as np\n"
+            f"pkg = types.ModuleType('deepwarp_fast'); pkg.__path__ = [{root!r}]; sys.modules['deepwarp_fast'] = pkg\n"
+            "from deepwarp_fast.face.blazeface_numpy import BlazeFaceNumpy\n"
+            "BlazeFaceNumpy()(np.ones((1, 1, 32, 32), np.float32))\n")
+    if importlib.util.find_spec("dlib") is not None:
+        code += ("from deepwarp_fast.face.landmarks import FaceDetector\n"
+                 "FaceDetector(runtime='numpy').detect(np.full((96, 128), 128, np.uint8))\n")
+    code += "assert 'torch' not in sys.modules, [m for m in sys.modules if m.startswith('torch')][:5]\n"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
 def test_anchors_follow_the_input_size():
     a = blazeface.anchors()
     assert a.shape == (896, 2)
@@ -98,6 +152,9 @@ def test_detector_choice_and_defaults(dlib_ok):
     assert FaceDetector(min_score=None, detector="hog").min_score == 0.3
     with pytest.raises(ValueError, match="detector must be one of blazeface, hog"):
         FaceDetector(detector="haar")
+    assert FaceDetector().runtime == "torch" and FaceDetector(runtime="numpy").runtime == "numpy"
+    with pytest.raises(ValueError, match="runtime must be one of torch, numpy"):
+        FaceDetector(runtime="onnx")
 
 
 def test_pyramid_spans_min_face_to_the_short_side(dlib_ok):
@@ -144,6 +201,30 @@ def test_landmarks_on_blazeface_boxes_agree_with_hog_boxes(dlib_ok):
         eye_dist = np.linalg.norm(lh[36:42].mean(0) - lh[42:48].mean(0))
         err = np.linalg.norm(lh[corners] - lc[corners], axis=1).max() / eye_dist
         assert err < 0.05, (name, hb, cb, err)
+
+
+def test_numpy_runtime_finds_the_same_faces(dlib_ok):
+    """FaceDetector(runtime="numpy") (no torch) against the torch runtime on the real
+    photos, over the whole pyramid and the local search: the same boxes to 1 px, BlazeFace's
+    keypoints to 0.5 px, the same 68 landmarks."""
+    from deepwarp_fast.face.blazeface_numpy import decode, weighted_nms
+
+    dets = {rt: dlib_ok(min_face=40, runtime=rt) for rt in ("torch", "numpy")}
+    for name, img, _ in hs.sources():
+        found = {rt: d.detect(img) for rt, d in dets.items()}
+        assert len(found["numpy"]) == len(found["torch"]) >= 1, (name, found)
+        for (bt, st), (bn, sn) in zip(found["torch"], found["numpy"]):
+            assert np.abs(np.subtract(bt, bn)).max() <= 1 and abs(st - sn) < 1e-4, (name, bt, bn)
+            assert abs(dets["torch"]._roll[bt] - dets["numpy"]._roll[bn]) < 0.1
+            np.testing.assert_allclose(dets["numpy"].landmarks(img, bn), dets["torch"].landmarks(img, bt), atol=0.5)
+        raw = {rt: d._blaze(img, d.pyramid(*img.shape), 0.5) for rt, d in dets.items()}
+        assert len(raw["numpy"][0]) == len(raw["torch"][0])
+        np.testing.assert_allclose(raw["numpy"][0], raw["torch"][0], atol=1.0)
+        np.testing.assert_allclose(raw["numpy"][2], raw["torch"][2], atol=0.5)
+        box = found["torch"][0][0]
+        near = {rt: d.detect_near(img, box) for rt, d in dets.items()}
+        assert np.abs(np.subtract(near["torch"][0], near["numpy"][0])).max() <= 1, (name, near)
+    assert decode is blazeface.decode and weighted_nms is blazeface.weighted_nms  # one copy of the helpers
 
 
 def test_detect_near_follows_a_moving_face(dlib_ok):

@@ -7,6 +7,8 @@ Detectors (``FaceDetector(detector=...)``):
   a small pyramid of whole resized frames (the network is fully convolutional), finds
   tilted, three-quarter, dark and small faces that HOG misses, and its boxes are mapped
   onto dlib-HOG-style boxes (calibrated on the bundled faces) for the shape predictor.
+  ``runtime="numpy"`` runs the same network in numpy (face/blazeface_numpy.py, the same
+  outputs to float32 rounding, about as fast on one thread) and never imports torch.
 - "hog": dlib's HOG + linear SVM frontal face detector (2005).
 
 dlib is imported lazily, so the rest of deepwarp_fast imports on machines without it.
@@ -29,6 +31,7 @@ Box = Tuple[int, int, int, int]
 HOG_WINDOW = 80
 
 DETECTORS = ("blazeface", "hog")
+RUNTIMES = ("torch", "numpy")  # what runs BlazeFace
 DEFAULT_DETECTOR = "blazeface"
 # Default score cut-offs: dlib HOG's SVM margin; BlazeFace's probability. BlazeFace's
 # false alarms on the hard set's textures (grayscale input) reach 0.72 and its faces
@@ -96,6 +99,13 @@ def _blazeface():
         return BlazeFace().eval()
 
 
+@functools.lru_cache(maxsize=1)
+def _blazeface_numpy():
+    from .blazeface_numpy import BlazeFaceNumpy
+
+    return BlazeFaceNumpy()
+
+
 class FaceDetector:
     """Finds faces in a grayscale uint8 frame and places 68 landmarks on each.
 
@@ -110,21 +120,30 @@ class FaceDetector:
     probability (default 0.75; 0.3, HOG's old default that callers written for HOG
     pass, also means the default). The local search near a tracked face keeps weaker
     faces.
+    runtime: what runs BlazeFace: "torch" (default) or "numpy" (the same network
+    without torch, whose import alone takes ~1.2 s: for one photo that is most of the
+    run).
     """
 
-    def __init__(self, min_face: int = 80, min_score: Optional[float] = None, detector: str = DEFAULT_DETECTOR):
+    def __init__(self, min_face: int = 80, min_score: Optional[float] = None, detector: str = DEFAULT_DETECTOR,
+                 runtime: str = "torch"):
         if min_face < 10:
             raise ValueError(f"min_face must be at least 10 pixels, got {min_face}")
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         self.detector = detector
+        self.runtime = runtime
         self.min_face = int(min_face)
         if min_score is None:
             min_score = DEFAULT_MIN_SCORE[detector]
         self.min_score = float(min_score)
         self._predictor = _predictor()
         self._detector = _hog() if detector == "hog" else None
-        self._cnn = _blazeface() if detector == "blazeface" else None
+        self._cnn = None
+        if detector == "blazeface":
+            self._cnn = _blazeface() if runtime == "torch" else _blazeface_numpy()
         self._roll: dict = {}  # box -> BlazeFace's eye-line angle (degrees), for landmarks()
 
     # ------------------------------------------------------------------ dlib HOG
@@ -158,9 +177,8 @@ class FaceDetector:
         """BlazeFace on ``gray`` resized by each scale: merged (boxes, scores, keypoints)
         in ``gray``'s pixels (BlazeFace's own boxes)."""
         import cv2
-        import torch
 
-        from .blazeface import decode, weighted_nms
+        from .blazeface_numpy import decode, weighted_nms
 
         H, W = gray.shape
         boxes, scores, kps = [], [], []
@@ -172,10 +190,8 @@ class FaceDetector:
             P = border
             ph, pw = -(h + 2 * P) % 16, -(w + 2 * P) % 16
             img = cv2.copyMakeBorder(img, P, P + ph, P, P + pw, cv2.BORDER_REFLECT)
-            x = torch.from_numpy(img).float().div_(127.5).sub_(1.0)[None, None]
-            with torch.inference_mode():  # channels_last: ~25% faster convolutions on the CPU
-                reg, logit = self._cnn(x.contiguous(memory_format=torch.channels_last))
-            b, sc, kp = decode(reg[0].numpy(), logit[0].numpy(), min_score, img.shape[0], img.shape[1])
+            reg, logit = self._net(img)
+            b, sc, kp = decode(reg, logit, min_score, img.shape[0], img.shape[1])
             b, kp = b - P, kp - P
             c = (b[:, :2] + b[:, 2:]) / 2  # the mirror images of faces lie outside the frame
             inside = (c[:, 0] >= 0) & (c[:, 0] < w) & (c[:, 1] >= 0) & (c[:, 1] < h)
@@ -185,6 +201,18 @@ class FaceDetector:
             kps.append(kp / np.array([sx, sy], np.float32))
             scores.append(sc)
         return weighted_nms(np.concatenate(boxes), np.concatenate(scores), np.concatenate(kps))
+
+    def _net(self, img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """BlazeFace's raw (regressors (N, 16), logits (N,)) on a uint8 image."""
+        if self.runtime == "numpy":
+            reg, logit = self._cnn((img.astype(np.float32) / 127.5 - 1.0)[None, None])
+            return reg[0], logit[0]
+        import torch
+
+        x = torch.from_numpy(img).float().div_(127.5).sub_(1.0)[None, None]
+        with torch.inference_mode():  # channels_last: ~25% faster convolutions on the CPU
+            reg, logit = self._cnn(x.contiguous(memory_format=torch.channels_last))
+        return reg[0].numpy(), logit[0].numpy()
 
     @staticmethod
     def _to_hog_box(b: np.ndarray) -> Box:
