@@ -12,9 +12,13 @@ import importlib
 import logging
 import os
 import warnings
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by the probes that need it, not here: the CLI imports this module
+# for its warning class, and its NumPy photo path never imports torch.
 
 log = logging.getLogger("deepwarp_fast")
 
@@ -44,6 +48,8 @@ def triton_interpreter_enabled() -> bool:
 
 
 def _probe_triton(device_type: str) -> Tuple[bool, str]:
+    import torch
+
     if device_type == "cuda":
         if not torch.cuda.is_available():
             return False, "no CUDA device is visible to torch"
@@ -62,6 +68,8 @@ def _probe_triton(device_type: str) -> Tuple[bool, str]:
 
 
 def _probe_cuda_ext(device_type: str) -> Tuple[bool, str]:
+    import torch
+
     from . import _ext
 
     ext, why = _ext.load()
@@ -90,6 +98,8 @@ def check_backend_name(name, allowed=("auto",) + BACKENDS) -> None:
 
 def backend_status(name: str, device: "torch.device | str" = "cpu") -> Tuple[bool, str]:
     """(available, reason) for backend ``name`` on ``device``; reason is '' when available."""
+    import torch
+
     device_type = torch.device(device).type
     if name == "reference":
         return True, ""
@@ -113,6 +123,8 @@ def resolve_backend(name: str, device: "torch.device | str", choices: Tuple[str,
     "auto" picks the first available of them in speed order; a backend named
     outside them, or unavailable, raises ``BackendUnavailableError`` saying why.
     """
+    import torch
+
     device_type = torch.device(device).type
     if name == "auto":
         order = [c for c in _AUTO_ORDER.get(device_type, ("reference",)) if c in choices] or ["reference"]

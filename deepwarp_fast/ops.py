@@ -182,9 +182,7 @@ def fold_bn(weight: torch.Tensor, bn: torch.nn.BatchNorm2d, bias: "torch.Tensor 
 # weights of one axis are w(t - k) for the taps k = 1 - T/2 .. T/2 around floor(s),
 # t = s - floor(s), normalised to sum 1. Each is exactly (0, .., 1, .., 0) at t = 0,
 # so a zero flow reproduces the frame bit for bit.
-FRAME_KERNELS = ("bilinear", "bicubic", "lanczos4")
-_KERNEL_TAPS = {"bilinear": 2, "bicubic": 4, "lanczos4": 8}
-BICUBIC_A = -0.75  # Keys' cubic convolution with OpenCV's INTER_CUBIC parameter
+from .numpy_ops import BICUBIC_A, FRAME_KERNELS, KERNEL_TAPS as _KERNEL_TAPS  # noqa: E402 (shared with the NumPy port)
 
 
 def frame_kernel_weights(t: torch.Tensor, kernel: str) -> torch.Tensor:
@@ -352,24 +350,11 @@ def warp_frame_tables(A: torch.Tensor, frame_index: torch.Tensor, h: int, w: int
     is zero on the patch border can be positive; empty for an eye outside the frame).
     Every backend, the reference too, visits these boxes. In numpy, all eyes at once: this
     runs per frame in the video pipeline."""
-    import numpy as np
+    from .numpy_ops import frame_tables
 
-    A64 = np.asarray(A.detach().cpu(), dtype=np.float64).reshape(-1, 2, 3)
-    E = A64.shape[0]
-    if E == 0:
-        return torch.zeros(0, 10), torch.zeros(0, 5, dtype=torch.int32), 0
-    Linv = np.linalg.inv(A64[:, :, :2])
-    params = np.concatenate([A64.reshape(E, 6), Linv.reshape(E, 4)], axis=1).astype(np.float32)
-    corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]])
-    pts = np.einsum("ekj,eij->eki", corners[None] - A64[:, None, :, 2], Linv)  # (E, 4, 2) frame points
-    x0 = np.maximum(0, np.floor(pts[..., 0].min(1))).astype(np.int64)
-    y0 = np.maximum(0, np.floor(pts[..., 1].min(1))).astype(np.int64)
-    x1 = np.minimum(frame_w, np.ceil(pts[..., 0].max(1)).astype(np.int64) + 1)
-    y1 = np.minimum(frame_h, np.ceil(pts[..., 1].max(1)).astype(np.int64) + 1)
-    bw, bh = np.maximum(0, x1 - x0), np.maximum(0, y1 - y0)
-    idx = np.asarray(frame_index.detach().cpu(), dtype=np.int64).reshape(E)
-    boxes = np.stack([idx, x0, y0, bw, bh], axis=1).astype(np.int32)
-    return torch.from_numpy(params), torch.from_numpy(boxes), int((bw * bh).max())
+    params, boxes, largest = frame_tables(A.detach().cpu().double().numpy(), frame_index.detach().cpu().numpy(),
+                                          h, w, frame_h, frame_w)
+    return torch.from_numpy(params), torch.from_numpy(boxes), largest
 
 
 def check_warp_frame_args(frames, frame_index, A, flow, mask, feather, kernel, channels) -> int:

@@ -9,15 +9,19 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from .backends import BACKENDS, check_backend_name
 from .config import DeepWarpConfig
-from .model import DeepWarp
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import DeepWarp
+
+# torch is imported where a tensor is made, not here: the paths and the metadata are read
+# without it (the NumPy backend's start-up, numpy_model.load_numpy_model).
 
 FORMAT = "deepwarp_fast/1"
 DEFAULT_WEIGHTS_NAME = "default.safetensors"
@@ -37,6 +41,9 @@ def save_weights(model: DeepWarp, path: PathLike, provenance: Optional[Dict[str,
     The metadata holds the config (JSON), the provenance (JSON: how the weights were
     made) and the format tag. The parent folder must exist.
     """
+    import torch
+    from safetensors.torch import save_file
+
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot save weights to {path}: folder {path.parent} does not exist")
@@ -60,7 +67,7 @@ def read_metadata(path: PathLike) -> Dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
     except Exception as exc:
         raise ValueError(f"{path} is not a readable safetensors weights file: {exc}") from exc
@@ -84,6 +91,10 @@ def read_metadata(path: PathLike) -> Dict[str, Any]:
 def expected_tensors(config: DeepWarpConfig) -> Dict[str, "tuple[tuple[int, ...], torch.dtype]"]:
     """name -> (shape, dtype) of every tensor a weights file of ``config`` holds, found
     without allocating the model (it is built on the "meta" device)."""
+    import torch
+
+    from .model import DeepWarp
+
     with torch.device("meta"):
         model = DeepWarp(config)
     return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
@@ -93,6 +104,8 @@ def read_tensors(path: PathLike, config: DeepWarpConfig) -> Dict[str, torch.Tens
     """The tensors of the weights file ``path``, checked against ``config`` before any
     is read (names, shapes and dtypes from the file's header) and after (every float
     finite, BN variances >= 0): a ValueError names the file and the tensor."""
+    import torch
+
     path = Path(path)
     expected = expected_tensors(config)
     try:
@@ -132,6 +145,9 @@ def load_model(path: Optional[PathLike] = None, backend: str = "reference", devi
     ``path=None`` loads the bundled default weights. The config and every tensor's
     name, shape, dtype and values are checked before the model is built.
     """
+    from .backends import BACKENDS, check_backend_name
+    from .model import DeepWarp
+
     check_backend_name(backend, ("auto",) + BACKENDS)
     if path is None:
         path = default_weights_path()

@@ -186,10 +186,12 @@ def test_demo_writes_the_contact_sheet_and_the_sweeps(tmp_path, capsys):
     assert "contact_sheet.png" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("backend,expected", [("reference", "DeepWarp"), ("auto", "AcceleratedDeepWarp")])
+@pytest.mark.parametrize("backend,expected", [("reference", "DeepWarp"), ("auto", "NumpyDeepWarp"),
+                                             ("numpy", "NumpyDeepWarp"), ("cuda", "AcceleratedDeepWarp")])
 def test_backend_names_what_runs(tmp_path, astro_png, monkeypatch, backend, expected):
     """--backend reference runs the eager plain-PyTorch DeepWarp (BatchNorm unfolded), not
-    accelerate(backend="reference"); the other choices run accelerate()."""
+    accelerate(backend="reference"); numpy (and auto for a photo on the CPU) the NumPy
+    port; the other choices run accelerate()."""
     from deepwarp_fast.face import GazeRedirector
 
     seen = []

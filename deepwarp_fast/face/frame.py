@@ -89,8 +89,6 @@ class _FrameRedirector:
 
     def _redirect_faces(self, frame: _Frame, faces: List[FaceResult], v: float, h: float,
                         times: Optional[StageTimes], pupil_filter=None, null_cache: Optional["NullFieldCache"] = None) -> RedirectResult:
-        import torch
-
         t = timer(times)
         cfg = self.config
         Hp, Wp = cfg.height, cfg.width
@@ -144,19 +142,12 @@ class _FrameRedirector:
             return RedirectResult(out, faces, messages)
         native = self.paste == "native" and callable(getattr(self.model, "fields", None))
         with t("model"):
-            eyes_t = torch.from_numpy(np.stack(batch_patches)).permute(0, 3, 1, 2).to(self.device).contiguous()
-            anchors_t = torch.from_numpy(np.stack(batch_anchors).astype(np.float32)).to(self.device)
-            angles_t = torch.tensor(batch_angles, dtype=torch.float32, device=self.device)
-            with torch.inference_mode():
-                if native:
-                    flow, mask = self._fields(eyes_t, anchors_t, angles_t, batch_keys, null_cache)
-                    finite = torch.isfinite(flow).flatten(1).all(1)
-                    if mask is not None:
-                        finite &= torch.isfinite(mask).flatten(1).all(1)
-                else:
-                    res = self.model(eyes_t, anchors_t, angles_t).float()
-                    finite = torch.isfinite(res).flatten(1).all(1).cpu()
-                    res = res.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            if getattr(self, "numpy", False):
+                flow, mask, res, finite = self._run_model_numpy(batch_patches, batch_anchors, batch_angles, batch_keys,
+                                                                null_cache, native)
+            else:
+                flow, mask, res, finite = self._run_model_torch(batch_patches, batch_anchors, batch_angles, batch_keys,
+                                                                null_cache, native)
         ok = finite.tolist()
         for eye, good in zip(batch_eyes, ok):
             if not good:
@@ -177,25 +168,52 @@ class _FrameRedirector:
                         eye.redirected = True
         return RedirectResult(out, faces, messages)
 
+    def _run_model_torch(self, patches, anchors, angles, keys, null_cache, native):
+        """(flow, mask, None, finite) with ``native``, else (None, None, images (E, h, w, 3), finite)."""
+        import torch
+
+        eyes_t = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).to(self.device).contiguous()
+        anchors_t = torch.from_numpy(np.stack(anchors).astype(np.float32)).to(self.device)
+        angles_t = torch.tensor(angles, dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            if native:
+                flow, mask = self._fields(eyes_t, anchors_t, angles_t, keys, null_cache)
+                return flow, mask, None, _finite(flow, mask)
+            res = self.model(eyes_t, anchors_t, angles_t).float()
+            finite = torch.isfinite(res).flatten(1).all(1).cpu()
+            return None, None, res.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy(), finite
+
+    def _run_model_numpy(self, patches, anchors, angles, keys, null_cache, native):
+        """``_run_model_torch`` for a NumPy model (numpy_model.NumpyDeepWarp)."""
+        eyes = np.ascontiguousarray(np.stack(patches).transpose(0, 3, 1, 2), dtype=np.float32)
+        anchors_a = np.stack(anchors).astype(np.float32)
+        angles_a = np.asarray(angles, dtype=np.float32)
+        if native:
+            flow, mask = self._fields(eyes, anchors_a, angles_a, keys, null_cache)
+            return flow, mask, None, _finite(flow, mask)
+        res = np.asarray(self.model(eyes, anchors_a, angles_a), dtype=np.float32)
+        finite = np.isfinite(res).reshape(len(res), -1).all(1)
+        return None, None, np.clip(res, 0, 1).transpose(0, 2, 3, 1), finite
+
     def _fields(self, eyes_t, anchors_t, angles_t, keys=None, cache: Optional["NullFieldCache"] = None):
         """(flow, mask) on the CPU; with ``null_correction``, minus the fields the model
         predicts for the same eyes at angle 0 (one batch of both). In a stream, ``cache``
         keeps each tracked eye's angle-0 fields for a few frames (``keys``: per eye its
-        (track id, side) or None), so most frames run the model once."""
-        import torch
-
+        (track id, side) or None), so most frames run the model once. Tensors, or arrays
+        for a NumPy model."""
+        xp = _ArrayOps(getattr(self, "numpy", False))
         if not self.null_correction:
             flow, mask = self.model.fields(eyes_t, anchors_t, angles_t)
-            return flow.float().cpu(), (mask.float().cpu() if mask is not None else None)
+            return xp.host(flow), (xp.host(mask) if mask is not None else None)
         E = eyes_t.shape[0]
         if not bool(angles_t.any()):  # angle 0 with the correction: exactly nothing to do
             h, w = eyes_t.shape[-2:]
-            return torch.zeros(E, 2, h, w), torch.zeros(E, 1, h, w)
+            return xp.zeros((E, 2, h, w)), xp.zeros((E, 1, h, w))
         keys = keys if keys is not None else [None] * E
         need = [i for i in range(E) if cache is None or not cache.fresh(keys[i])]
-        flow, mask = self.model.fields(torch.cat([eyes_t, eyes_t[need]]), torch.cat([anchors_t, anchors_t[need]]),
-                                       torch.cat([angles_t, torch.zeros_like(angles_t[need])]))
-        flow, mask = flow.float().cpu(), (mask.float().cpu() if mask is not None else None)
+        flow, mask = self.model.fields(xp.cat([eyes_t, eyes_t[need]]), xp.cat([anchors_t, anchors_t[need]]),
+                                       xp.cat([angles_t, 0 * angles_t[need]]))
+        flow, mask = xp.host(flow), (xp.host(mask) if mask is not None else None)
         flow0 = [None] * E
         mask0 = [None] * E
         for j, i in enumerate(need):
@@ -205,33 +223,65 @@ class _FrameRedirector:
         for i in range(E):
             if flow0[i] is None:
                 flow0[i], mask0[i] = cache.get(keys[i])
-        flow = flow[:E] - torch.stack(flow0)
+        flow = flow[:E] - xp.stack(flow0)
         if mask is not None:
-            mask = (mask[:E] - torch.stack(mask0)).clamp(0, 1)
+            mask = xp.clip01(mask[:E] - xp.stack(mask0))
         return flow, mask
 
     def _warp_native(self, out: np.ndarray, frame: "_Frame", eyes: List[EyeResult], flow, mask) -> np.ndarray:
         """Apply the fields of ``eyes`` to ``out`` (a copy of the frame) at full resolution."""
-        import torch
-
-        from ..ops import warp_frame
-
         for e in eyes:
             e.redirected = True
         if not bool(flow.any()) and (mask is None or not bool(mask.any())):
             return out  # zero fields are the identity (angle 0 with null correction)
-
-        def as_frames(a):
-            with warnings.catch_warnings():  # a read-only frame is fine: the source is only read
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                return torch.from_numpy(a if a.ndim == 3 else a[..., None])[None]
-
         cfg = self.config
         src = frame.image if frame.image.flags.c_contiguous else np.ascontiguousarray(frame.image)
-        A = torch.from_numpy(np.stack([e.crop.A for e in eyes]))
-        feather = torch.from_numpy(feather_mask(cfg.height, cfg.width))
-        index = torch.zeros(len(eyes), dtype=torch.long)
+        A = np.stack([e.crop.A for e in eyes])
+        feather = feather_mask(cfg.height, cfg.width)
+        index = np.zeros(len(eyes), dtype=np.int64)
+        channels = min(frame.channels, 3)
+        as_frames = lambda a: (a if a.ndim == 3 else a[..., None])[None]  # noqa: E731
         # ``out`` is already a copy of the frame: the op writes the eyes' pixels into it.
-        warp_frame(as_frames(src), index, A, flow, mask, feather, kernel=self.kernel,
-                   channels=min(frame.channels, 3), backend="auto", out=as_frames(out))
+        if getattr(self, "numpy", False):
+            from ..numpy_ops import warp_frame
+
+            warp_frame(as_frames(src), index, A, flow, mask, feather, kernel=self.kernel, channels=channels,
+                       out=as_frames(out))
+            return out
+        import torch
+
+        from ..ops import warp_frame
+
+        def tensor(a):
+            with warnings.catch_warnings():  # a read-only frame is fine: the source is only read
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return torch.from_numpy(a)
+
+        warp_frame(tensor(as_frames(src)), torch.from_numpy(index), torch.from_numpy(A), flow, mask,
+                   torch.from_numpy(feather), kernel=self.kernel, channels=channels, backend="auto",
+                   out=tensor(as_frames(out)))
         return out
+
+
+def _finite(flow, mask):
+    """Per eye: are its flow and mask finite (tensors or arrays)?"""
+    ok = np.isfinite(np.asarray(flow, dtype=np.float32)).reshape(len(flow), -1).all(1)
+    if mask is not None:
+        ok &= np.isfinite(np.asarray(mask, dtype=np.float32)).reshape(len(mask), -1).all(1)
+    return ok
+
+
+class _ArrayOps:
+    """The few array functions ``_fields`` needs, for tensors or for NumPy arrays."""
+
+    def __init__(self, numpy: bool):
+        if numpy:
+            self.cat, self.stack, self.host = np.concatenate, np.stack, np.asarray
+            self.zeros = lambda shape: np.zeros(shape, np.float32)
+            self.clip01 = lambda a: np.clip(a, 0, 1)
+        else:
+            import torch
+
+            self.cat, self.stack, self.zeros = torch.cat, torch.stack, torch.zeros
+            self.host = lambda t: t.float().cpu()
+            self.clip01 = lambda t: t.clamp(0, 1)

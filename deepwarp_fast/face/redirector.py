@@ -95,16 +95,23 @@ class GazeRedirector(_FrameRedirector):
                  min_score: Optional[float] = None, paste: str = "native", kernel: str = "lanczos4",
                  detector: str = "blazeface",
                  null_correction: bool = True):
-        import torch
-
-        from ..ops import FRAME_KERNELS
+        from ..numpy_ops import FRAME_KERNELS
 
         if paste not in PASTE_MODES:
             raise ValueError(f"paste must be one of {PASTE_MODES}, got {paste!r}")
         if kernel not in FRAME_KERNELS:
             raise ValueError(f"kernel must be one of {FRAME_KERNELS}, got {kernel!r}")
 
-        if model is None:
+        if model is None and backend == "numpy":
+            # The network in NumPy: nothing here imports torch (the one-photo CLI's start-up).
+            if device not in (None, "cpu"):
+                raise ValueError(f"backend 'numpy' runs on the CPU, got device {device!r}")
+            from ..numpy_model import load_numpy_model
+
+            model = load_numpy_model(weights)
+        elif model is None:
+            import torch
+
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             model = load_redirect_model(weights, backend=backend, device=device)
         elif weights is not None:
@@ -112,22 +119,29 @@ class GazeRedirector(_FrameRedirector):
         if not callable(model):
             raise TypeError(f"model must be callable as model(eyes, anchors, angles), got {type(model).__name__}")
         self.model = model
+        self.numpy = getattr(model, "backend", None) == "numpy"  # arrays in and out, no torch
         self.paste = paste
         self.kernel = kernel
         self.null_correction = bool(null_correction)
         self.config = config or getattr(model, "config", None) or DeepWarpConfig()
-        if device is None:
-            params = getattr(model, "parameters", None)
-            first = next(iter(params()), None) if callable(params) else None
-            device = first.device if first is not None else "cpu"
-        self.device = torch.device(device)
+        if self.numpy:
+            self.device = "cpu"
+        else:
+            import torch
+
+            if device is None:
+                params = getattr(model, "parameters", None)
+                first = next(iter(params()), None) if callable(params) else None
+                device = first.device if first is not None else "cpu"
+            self.device = torch.device(device)
         self.level_roll = bool(level_roll)
         if min_eye_px <= 0:
             raise ValueError(f"min_eye_px must be positive, got {min_eye_px}")
         self.min_eye_px = float(min_eye_px)
         self.closed_eye_ratio = float(closed_eye_ratio)
         self.max_faces = max_faces
-        self.detector = FaceDetector(min_face=min_face, min_score=min_score, detector=detector)
+        self.detector = FaceDetector(min_face=min_face, min_score=min_score, detector=detector,
+                                     runtime="numpy" if self.numpy else "torch")
 
     @classmethod
     def from_weights(cls, path=None, **kwargs) -> "GazeRedirector":

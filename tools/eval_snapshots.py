@@ -1,0 +1,81 @@
+"""Evaluate every snapshot of a training run, to keep the one that is best on real faces
+(issue 12): per snapshot the real-face gain (`deepwarp-fast evaluate --real`) and the
+held-out synthetic error on both eyeballs (`deepwarp-fast evaluate -n 2000 --seed 0`,
+v1 and anatomical), cached per snapshot, then one table.
+
+    python tools/eval_snapshots.py runs/gaze_long            # once
+    python tools/eval_snapshots.py runs/gaze_long --watch    # until the run stops writing
+
+The shipped default weights are evaluated too (row "shipped"), for comparison.
+"""
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args):
+    subprocess.run([sys.executable, "-m", "deepwarp_fast", *args], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def evaluate(weights, out: Path) -> dict:
+    """The three evaluations of ``weights`` (None: the shipped default) into ``out``."""
+    w = ["--weights", str(weights)] if weights else []
+    if not (out / "real_summary.json").is_file():
+        _cli("evaluate", "--real", *w, "-o", str(out))
+    for anatomy in ("v1", "anatomical"):
+        if not (out / f"{anatomy}_summary.json").is_file():
+            _cli("evaluate", "-n", "2000", "--seed", "0", "--anatomy", anatomy, "--prefix", f"{anatomy}_", *w, "-o", str(out))
+    real = json.loads((out / "real_summary.json").read_text())
+    row = {"real_score": real["score"]["mean_abs_log_gain"], "in_band": real["score"]["in_band"], "n": real["score"]["n"],
+           "targets": real["targets"]}
+    for d in real["table"]:
+        if d["angle_deg"] in (15.0, 25.0):
+            row[f"{d['direction']}{int(d['angle_deg'])}"] = d["per_face_gain"]
+    for anatomy in ("v1", "anatomical"):
+        s = json.loads((out / f"{anatomy}_summary.json").read_text())
+        row[anatomy] = s["variants"]["output"]["all"]["median"]
+    return row
+
+
+def table(rows) -> str:
+    lines = ["| weights | real mean abs log gain | faces in 0.8-1.2 | v1 median | anatomical median |", "|---|---|---|---|---|"]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['real_score']:.3f} | {r['in_band']}/{r['n']} | {r['v1']:.4f} | {r['anatomical']:.4f} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", help="a training run's folder (holds weights_step<N>.safetensors)")
+    ap.add_argument("--watch", action="store_true", help="keep evaluating new snapshots until the run's log stops growing")
+    args = ap.parse_args()
+    run = Path(args.run)
+    cache = run / "snapshot_eval"
+    done = {}
+    while True:
+        snaps = sorted(run.glob("weights_step*.safetensors"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
+        todo = [("shipped", None)] + [(p.stem.replace("weights_", ""), p) for p in snaps]
+        for name, path in todo:
+            if name not in done:
+                done[name] = evaluate(path, cache / name)
+                print(f"{name}: {json.dumps(done[name])}", flush=True)
+        rows = list(done.items())
+        (cache / "table.md").write_text(table(rows) + "\n")
+        if not args.watch:
+            break
+        metrics = run / "metrics.csv"
+        if metrics.is_file() and time.time() - metrics.stat().st_mtime > 600:
+            break  # the run has stopped
+        time.sleep(60)
+    print(table(list(done.items())))
+
+
+if __name__ == "__main__":
+    main()
