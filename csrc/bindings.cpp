@@ -7,7 +7,11 @@
 
 #include "deepwarp.h"
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <string>
+#include <vector>
 
 namespace deepwarp {
 namespace {
@@ -167,6 +171,58 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> fine_tail
                        lw2, lb2, lw3, lb3, scale_x, scale_y, intermediates);
 }
 
+// The whole accelerated forward on the CPU, in chunks of at most ``chunk`` eyes (the
+// 20x25 and 41x51 maps of 16-32 channels stay in the caches), with no Python between the
+// layers and the GIL released: accelerate.py runs one call per core side by side for big
+// batches (threads whose own intra-op count is 1), one call with intra-op threads for small. vec (B, V): the angle embedding and the anchors, as accelerate.py builds
+// it; M/P/inb: each tower's first-layer map term (P + (vec M) inb); lcm: 6 tensors or none.
+torch::Tensor forward_cpu(const torch::Tensor& eyes, const torch::Tensor& vec, const std::vector<torch::Tensor>& cw,
+                          const std::vector<torch::Tensor>& cb, const torch::Tensor& cM, const torch::Tensor& cP,
+                          const torch::Tensor& cinb, const std::vector<torch::Tensor>& head_c,
+                          const std::vector<torch::Tensor>& fw, const std::vector<torch::Tensor>& fb,
+                          const torch::Tensor& fM, const torch::Tensor& fP, const torch::Tensor& finb,
+                          const std::vector<torch::Tensor>& head_f, const std::vector<torch::Tensor>& lcm,
+                          double scale_x, double scale_y, int64_t chunk) {
+  check_activation(eyes, "eyes", 4);
+  TORCH_CHECK(eyes.device().is_cpu(), "forward_cpu runs on CPU tensors, got ", eyes.device());
+  TORCH_CHECK(vec.dim() == 2 && vec.size(0) == eyes.size(0) && vec.scalar_type() == at::kFloat,
+              "vec must be float32 (B, V), got ", shape_str(vec));
+  TORCH_CHECK(!cw.empty() && cw.size() == cb.size() && !fw.empty() && fw.size() == fb.size(),
+              "each tower needs as many weights as biases, at least one");
+  TORCH_CHECK(head_c.size() == 4 && head_f.size() == 4, "head_c and head_f must hold (w1, b1, w2, b2)");
+  TORCH_CHECK(lcm.empty() || lcm.size() == 6, "lcm must hold 6 tensors or none");
+  TORCH_CHECK(chunk >= 1, "chunk must be >= 1");
+  const int64_t B = eyes.size(0), C = eyes.size(1), H = eyes.size(2), W = eyes.size(3);
+  const auto e_all = eyes.contiguous();
+  const auto v_all = vec.contiguous();
+  auto opt = [&](size_t i) { return lcm.empty() ? c10::optional<torch::Tensor>() : c10::optional<torch::Tensor>(lcm[i]); };
+  auto map_term = [](const torch::Tensor& v, const torch::Tensor& M, const torch::Tensor& P, const torch::Tensor& inb,
+                     int64_t hh, int64_t ww) {
+    const int64_t n = v.size(0), Cout = P.size(0);
+    const auto A = at::matmul(v, M).view({n, Cout, -1});
+    return at::baddbmm(P.unsqueeze(0), A, inb.expand({n, inb.size(0), inb.size(1)})).view({n, Cout, hh, ww});
+  };
+  torch::Tensor out = at::empty_like(e_all);
+  auto run = [&](int64_t b0, int64_t b1) {
+    const auto e = e_all.slice(0, b0, b1), v = v_all.slice(0, b0, b1);
+    auto x = conv_bias_relu(at::avg_pool2d(e, 2), cw[0], cb[0], map_term(v, cM, cP, cinb, H / 2, W / 2), true);
+    for (size_t i = 1; i < cw.size(); ++i) x = conv_bias_relu(x, cw[i], cb[i], c10::nullopt, true);
+    const auto feat_c = x;
+    const auto x_fine = coarse_tail(feat_c, head_c[0], head_c[1], head_c[2], head_c[3], e, scale_x, scale_y);
+    x = conv_bias_relu(x_fine, fw[0], fb[0], map_term(v, fM, fP, finb, H, W), true);
+    for (size_t i = 1; i < fw.size(); ++i) x = conv_bias_relu(x, fw[i], fb[i], c10::nullopt, true);
+    auto res = fine_tail(x, lcm.empty() ? c10::optional<torch::Tensor>() : c10::optional<torch::Tensor>(feat_c),
+                         x_fine.slice(1, 0, C), x_fine.slice(1, 2 * C, 2 * C + 2), head_f[0], head_f[1], head_f[2],
+                         head_f[3], opt(0), opt(1), opt(2), opt(3), opt(4), opt(5), scale_x, scale_y, false);
+    out.slice(0, b0, b1).copy_(std::get<0>(res));
+  };
+  auto run_range = [&](int64_t begin, int64_t end) {
+    for (int64_t b0 = begin; b0 < end; b0 += chunk) run(b0, std::min(b0 + chunk, end));
+  };
+  run_range(0, B);
+  return out;
+}
+
 torch::Tensor warp_frame(const torch::Tensor& frames, const torch::Tensor& params, const torch::Tensor& boxes,
                          const torch::Tensor& flow, const c10::optional<torch::Tensor>& mask_opt,
                          const torch::Tensor& feather, int64_t kernel, int64_t channels, int64_t largest,
@@ -226,23 +282,33 @@ bool has_cuda() {
 }  // namespace
 }  // namespace deepwarp
 
+// The compute ops release the GIL (their arguments are converted before, their results
+// after): Python threads run them side by side (accelerate()'s one-eye-per-core split on a
+// CPU, and the video pipeline's decode and encode threads during the frame warp).
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "deepwarp_fast fused inference ops (conv + folded BN + ReLU, tower heads + warp, LCM)";
   m.def("has_cuda", &deepwarp::has_cuda, "True when the CUDA kernels were compiled in");
   m.def("conv_bias_relu", &deepwarp::conv_bias_relu, "'same' conv (stride 1) + bias (+ extra) (+ ReLU)",
-        py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("extra") = py::none(), py::arg("relu") = true);
+        py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("extra") = py::none(), py::arg("relu") = true, py::call_guard<py::gil_scoped_release>());
   m.def("coarse_tail", &deepwarp::coarse_tail,
         "coarse head (1x1-ReLU-1x1-tanh), nearest upsample, warp: returns cat(eyes, coarse, up_c)", py::arg("feat"),
         py::arg("w1"), py::arg("b1"), py::arg("w2"), py::arg("b2"), py::arg("eyes"), py::arg("scale_x"),
-        py::arg("scale_y"));
+        py::arg("scale_y"), py::call_guard<py::gil_scoped_release>());
   m.def("warp_frame", &deepwarp::warp_frame,
         "the network's fields applied to whole frames (see warp_frame.h): returns new frames", py::arg("frames"),
         py::arg("params"), py::arg("boxes"), py::arg("flow"), py::arg("mask"), py::arg("feather"), py::arg("kernel"),
-        py::arg("channels"), py::arg("largest"), py::arg("out") = py::none());
+        py::arg("channels"), py::arg("largest"), py::arg("out") = py::none(), py::call_guard<py::gil_scoped_release>());
   m.def("fine_tail", &deepwarp::fine_tail,
         "fine head + flow + warp + LCM + blend: returns (output, fine, flow, mask)", py::arg("feat_f"),
         py::arg("feat_c"), py::arg("eyes"), py::arg("up_c"), py::arg("w1"), py::arg("b1"), py::arg("w2"),
         py::arg("b2"), py::arg("lcm_w1") = py::none(), py::arg("lcm_b1") = py::none(), py::arg("lcm_w2") = py::none(),
         py::arg("lcm_b2") = py::none(), py::arg("lcm_w3") = py::none(), py::arg("lcm_b3") = py::none(),
-        py::arg("scale_x") = 1.0, py::arg("scale_y") = 1.0, py::arg("intermediates") = false);
+        py::arg("scale_x") = 1.0, py::arg("scale_y") = 1.0, py::arg("intermediates") = false,
+        py::call_guard<py::gil_scoped_release>());
+  m.def("forward_cpu", &deepwarp::forward_cpu,
+        "the whole accelerated forward on the CPU (output only), chunk by chunk, GIL released",
+        py::arg("eyes"), py::arg("vec"), py::arg("coarse_w"), py::arg("coarse_b"), py::arg("coarse_M"),
+        py::arg("coarse_P"), py::arg("coarse_inb"), py::arg("head_c"), py::arg("fine_w"), py::arg("fine_b"),
+        py::arg("fine_M"), py::arg("fine_P"), py::arg("fine_inb"), py::arg("head_f"), py::arg("lcm"),
+        py::arg("scale_x"), py::arg("scale_y"), py::arg("chunk"), py::call_guard<py::gil_scoped_release>());
 }

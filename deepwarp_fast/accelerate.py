@@ -33,7 +33,9 @@ whose LCM does not have two hidden layers, run the BN-folded reference model.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional, Union
 
 import torch
@@ -59,6 +61,47 @@ from .validation import check_inputs
 Tensor = torch.Tensor
 # Eyes per call on a CPU (see AcceleratedDeepWarp._chunked).
 CPU_CHUNK = 16
+# With several intra-op threads, a CPU batch is split over that many worker threads, each
+# running whole chunks on one core (its activations stay in that core's caches), instead
+# of splitting every small convolution over the cores (see _eye_pool).
+CPU_EYE_THREADS = True
+# ... when every core gets at least this many eyes.
+CPU_EYE_MIN = 4
+
+_POOLS: dict = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _with_grad_mode(fn, inference: bool):
+    """``fn`` run under the caller's no-grad or inference mode (both are per thread)."""
+    def run(*args):
+        with torch.inference_mode() if inference else torch.no_grad():
+            return fn(*args)
+    return run
+
+
+def _eye_pool(n: int) -> ThreadPoolExecutor:
+    """``n`` persistent worker threads whose own ATen/OpenMP thread count is 1. A forward
+    of 2 eyes, 41x51 maps of 16-32 channels, has too little work per convolution to split
+    over cores (OpenMP barriers cost more than they save), but two whole eyes side by side
+    scale. ``torch.set_num_threads`` is per thread for OpenMP; it also resets MKL's global
+    count, which the caller's own setting restores once the workers are up."""
+    with _POOL_LOCK:
+        pool = _POOLS.get(n)
+        if pool is None:
+            mine = torch.get_num_threads()
+            pool = ThreadPoolExecutor(n, thread_name_prefix="deepwarp-eyes")
+            barrier = threading.Barrier(n)
+
+            def init():
+                torch.set_num_threads(1)
+                barrier.wait(timeout=30)  # every worker started (and set) before the restore
+
+            for f in [pool.submit(init) for _ in range(n)]:
+                f.result()
+            torch.set_num_threads(mine)
+            _POOLS[n] = pool
+        return pool
 
 # The fused ops live in deepwarp_fast.fused; their names stay importable from here.
 __all__ = [
@@ -195,18 +238,79 @@ class AcceleratedDeepWarp(nn.Module):
             return self._chunked(eyes, anchors, angles, "fields")
 
     def _chunked(self, eyes: Tensor, anchors: Tensor, angles: Tensor, mode: str):
-        """``_forward`` over chunks of at most CPU_CHUNK eyes on a CPU: a big batch's
-        activations (B x 32 x 41 x 51 floats per layer) spill out of the caches, so 256 eyes
-        in one call cost ~1.8x what they cost in chunks of 16 (2-core Xeon, 1-2 threads)."""
+        """``_forward`` on a CPU: over chunks of at most CPU_CHUNK eyes (a big batch's
+        activations, B x 32 x 41 x 51 floats per layer, spill out of the caches: 256 eyes in
+        one call cost ~1.8x what they cost in chunks of 16), the chunks split over the cores
+        (one worker thread per core, see _eye_pool), and for the output every layer in one
+        C++ call (the extension's forward_cpu). Inference only: the caller runs no_grad."""
         B = eyes.shape[0]
-        if eyes.device.type != "cpu" or B <= CPU_CHUNK:
+        if eyes.device.type != "cpu":
             return self._forward(eyes, anchors, angles, mode)
-        parts = [self._forward(eyes[i:i + CPU_CHUNK], anchors[i:i + CPU_CHUNK], angles[i:i + CPU_CHUNK], mode)
-                 for i in range(0, B, CPU_CHUNK)]
+        forward = self._forward
+        if mode == "output" and self._whole_forward_ok(eyes):
+            forward = self._whole_forward_cpu  # every layer in one C++ call
+        # Split over the cores by eyes only where each core gets work enough: at one face
+        # (B=2) the intra-op split of each op is as fast (2-core Xeon, measured).
+        threads = min(torch.get_num_threads() if CPU_EYE_THREADS else 1, B // CPU_EYE_MIN)
+        if threads <= 1 and (B <= CPU_CHUNK or forward is not self._forward):
+            return forward(eyes, anchors, angles, mode)
+        size = min(CPU_CHUNK, -(-B // threads))
+        spans = [(i, min(i + size, B)) for i in range(0, B, size)]
+        run = lambda s: forward(eyes[s[0]:s[1]], anchors[s[0]:s[1]], angles[s[0]:s[1]], mode)  # noqa: E731
+        if threads > 1:
+            # ``threads`` groups of consecutive spans; the caller's thread runs the first group
+            # itself, on one core, while the workers run the others (a hand-off each way
+            # costs ~0.1 ms, a third of one eye's forward)
+            per = -(-len(spans) // threads)
+            groups = [spans[i:i + per] for i in range(0, len(spans), per)]
+            run_group = lambda g: [run(s) for s in g]  # noqa: E731
+            pool = _eye_pool(threads - 1)
+            rest = [pool.submit(_with_grad_mode(run_group, torch.is_inference_mode_enabled()), g) for g in groups[1:]]
+            mine = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                parts = run_group(groups[0])
+            finally:
+                torch.set_num_threads(mine)
+            for f in rest:
+                parts += f.result()
+        else:
+            parts = [run(s) for s in spans]
         if isinstance(parts[0], Tensor):
             return torch.cat(parts)
         joined = [None if p0 is None else torch.cat([p[k] for p in parts]) for k, p0 in enumerate(parts[0])]
         return type(parts[0])(*joined) if isinstance(parts[0], DeepWarpOutput) else tuple(joined)
+
+    def _whole_forward_ok(self, eyes: Tensor) -> bool:
+        """Does the extension's ``forward_cpu`` apply (its backend, float32, an extension
+        built with it)?"""
+        dt = self.dtype or eyes.dtype
+        if dt != torch.float32 or self.op_backends(eyes.device, dt)["conv"] != "cuda":
+            return False
+        from . import _ext
+
+        return hasattr(_ext.require(), "forward_cpu")
+
+    def _whole_forward_cpu(self, eyes: Tensor, anchors: Tensor, angles: Tensor, mode: str = "output") -> Tensor:
+        """The output through the extension's ``forward_cpu``: every layer in one C++ call
+        (chunks of CPU_CHUNK eyes, the GIL released), where ``_whole_forward_ok``."""
+        from . import _ext
+
+        cfg = self.config
+        dt = self.dtype or eyes.dtype
+        ext = _ext.require()
+        pdt = self.coarse_M.dtype
+        emb = self.angle_embedding(angles.to(self.angle_embedding.fc1.weight.dtype)).to(pdt)
+        anchors = anchors.to(pdt)
+        vec = torch.cat([emb, anchors[..., 0], anchors[..., 1]], dim=1)
+        tower = lambda n, k: ([getattr(self, f"{n}_w{i}") for i in range(k)],  # noqa: E731
+                              [getattr(self, f"{n}_b{i}") for i in range(k)],
+                              getattr(self, f"{n}_M"), getattr(self, f"{n}_P"), getattr(self, f"{n}_inb"),
+                              [getattr(self, f"{n}_head_{s}") for s in ("w1", "b1", "w2", "b2")])
+        lcm = [getattr(self, n) for n in ("lcm_w1", "lcm_b1", "lcm_w2", "lcm_b2", "lcm_w3", "lcm_b3")] if cfg.use_lcm else []
+        out = ext.forward_cpu(eyes.to(dt).contiguous(), vec, *tower("coarse", self.n_body[0]),
+                              *tower("fine", self.n_body[1]), lcm, self.scale_x, self.scale_y, CPU_CHUNK)
+        return out.to(eyes.dtype)
 
     def _map_term(self, name: str, vec: Tensor) -> Tensor:
         """P + A[b] @ inb, (B, Cout, h, w): the first layer's response to the input maps."""

@@ -262,10 +262,18 @@ def test_big_cpu_batches_run_in_chunks_with_the_same_results(gen, monkeypatch, u
     B = 2 * mod.CPU_CHUNK + 3
     x = inputs(gen, B, cfg)
     calls = []
-    forward = acc._forward
-    monkeypatch.setattr(acc, "_forward", lambda *a: calls.append(a[0].shape[0]) or forward(*a))
+    for name in ("_forward", "_whole_forward_cpu"):
+        fn = getattr(acc, name)
+        monkeypatch.setattr(acc, name, lambda *a, fn=fn, name=name: calls.append((name, a[0].shape[0])) or fn(*a))
     out, inter, (flow, mask) = acc(*x), acc(*x, return_intermediates=True), acc.fields(*x)
-    assert calls == [mod.CPU_CHUNK, mod.CPU_CHUNK, 3] * 3
+    # (the chunks may run on several threads: in any order)
+    chunks = (mod.CPU_CHUNK, mod.CPU_CHUNK, 3)
+    if not acc._whole_forward_ok(x[0]):
+        expected = [("_forward", n) for n in chunks] * 3
+    else:  # one C++ call chunks by itself; split over threads, one per chunk
+        split = mod.CPU_EYE_THREADS and min(torch.get_num_threads(), B // mod.CPU_EYE_MIN) > 1
+        expected = [("_whole_forward_cpu", n) for n in (chunks if split else (B,))] + [("_forward", n) for n in chunks] * 2
+    assert sorted(calls) == sorted(expected)
     assert type(inter).__name__ == "DeepWarpOutput" and inter.output.shape[0] == B
     with torch.no_grad():
         ref = model(*x, return_intermediates=True)
@@ -281,3 +289,37 @@ def test_big_cpu_batches_run_in_chunks_with_the_same_results(gen, monkeypatch, u
     assert (mask is None) == (ref_mask is None) == (not use_lcm)
     if mask is not None:
         assert _max_err(mask, ref_mask) <= 1e-4
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpu_batches_split_over_cores_match_the_reference(gen, threads):
+    """With several intra-op threads, a CPU batch runs chunk by chunk on worker threads of
+    one core each (and the output through the extension's whole-forward call): the same
+    results as the reference, for the output and the fields, and one face (B=2) too."""
+    import sys
+    import threading
+
+    mod = sys.modules["deepwarp_fast.accelerate"]
+    model = _model()
+    acc = accelerate(model)
+    seen = set()
+    forward = acc._forward
+    acc._forward = lambda *a: seen.add(threading.current_thread().name) or forward(*a)
+    x = inputs(gen, 40, CFG)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            out = acc(*x)
+            flow, mask = acc.fields(*x)
+            small = acc(*(t[:2] for t in x))
+        with torch.no_grad():
+            ref, (ref_flow, ref_mask) = model(*x), model.fields(*x)
+        assert torch.get_num_threads() == threads, "the caller's thread count is restored"
+        assert _max_err(out, ref) <= 1e-4 and _max_err(small, ref[:2]) <= 1e-4
+        assert _max_err(flow, ref_flow) <= 1e-4 * max(1.0, ref_flow.abs().max().item())
+        assert _max_err(mask, ref_mask) <= 1e-4
+        workers = {n for n in seen if n.startswith("deepwarp-eyes")}
+        assert bool(workers) == (threads > 1 and mod.CPU_EYE_THREADS)
+    finally:
+        torch.set_num_threads(before)
