@@ -176,13 +176,13 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> fine_tail
 // layers and the GIL released: accelerate.py runs one call per core side by side for big
 // batches (threads whose own intra-op count is 1), one call with intra-op threads for small. vec (B, V): the angle embedding and the anchors, as accelerate.py builds
 // it; M/P/inb: each tower's first-layer map term (P + (vec M) inb); lcm: 6 tensors or none.
-torch::Tensor forward_cpu(const torch::Tensor& eyes, const torch::Tensor& vec, const std::vector<torch::Tensor>& cw,
+std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::Tensor& vec, const std::vector<torch::Tensor>& cw,
                           const std::vector<torch::Tensor>& cb, const torch::Tensor& cM, const torch::Tensor& cP,
                           const torch::Tensor& cinb, const std::vector<torch::Tensor>& head_c,
                           const std::vector<torch::Tensor>& fw, const std::vector<torch::Tensor>& fb,
                           const torch::Tensor& fM, const torch::Tensor& fP, const torch::Tensor& finb,
                           const std::vector<torch::Tensor>& head_f, const std::vector<torch::Tensor>& lcm,
-                          double scale_x, double scale_y, int64_t chunk) {
+                          double scale_x, double scale_y, int64_t chunk, bool channels_last, bool fields) {
   check_activation(eyes, "eyes", 4);
   TORCH_CHECK(eyes.device().is_cpu(), "forward_cpu runs on CPU tensors, got ", eyes.device());
   TORCH_CHECK(vec.dim() == 2 && vec.size(0) == eyes.size(0) && vec.scalar_type() == at::kFloat,
@@ -202,25 +202,48 @@ torch::Tensor forward_cpu(const torch::Tensor& eyes, const torch::Tensor& vec, c
     const auto A = at::matmul(v, M).view({n, Cout, -1});
     return at::baddbmm(P.unsqueeze(0), A, inb.expand({n, inb.size(0), inb.size(1)})).view({n, Cout, hh, ww});
   };
-  torch::Tensor out = at::empty_like(e_all);
+  // The towers' convolutions run channels-last (oneDNN's direct NHWC kernels: 15-25% faster
+  // on these 16-32 channel maps than NCHW, which reorders on every call); the tails read
+  // NCHW, one copy per tower.
+  const auto CL = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  std::vector<torch::Tensor> cw_cl, fw_cl;
+  for (const auto& w : cw) cw_cl.push_back(w.contiguous(CL));
+  for (const auto& w : fw) fw_cl.push_back(w.contiguous(CL));
+  auto conv = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                  const c10::optional<torch::Tensor>& extra) {
+    auto y = at::conv2d(x, w, b, /*stride=*/1, /*padding=*/w.size(2) / 2);
+    if (extra.has_value()) y.add_(*extra);
+    return y.relu_();
+  };
+  // output: [images]; fields: [flow (B, 2, H, W) pixels, mask (B, 1, H, W), empty without the LCM]
+  torch::Tensor out = fields ? at::empty({B, 2, H, W}, e_all.options()) : at::empty_like(e_all);
+  torch::Tensor mask = fields && !lcm.empty() ? at::empty({B, 1, H, W}, e_all.options()) : at::empty({0}, e_all.options());
   auto run = [&](int64_t b0, int64_t b1) {
     const auto e = e_all.slice(0, b0, b1), v = v_all.slice(0, b0, b1);
-    auto x = conv_bias_relu(at::avg_pool2d(e, 2), cw[0], cb[0], map_term(v, cM, cP, cinb, H / 2, W / 2), true);
-    for (size_t i = 1; i < cw.size(); ++i) x = conv_bias_relu(x, cw[i], cb[i], c10::nullopt, true);
-    const auto feat_c = x;
+    auto x = conv(at::avg_pool2d(e, 2).contiguous(CL), cw_cl[0], cb[0],
+                  map_term(v, cM, cP, cinb, H / 2, W / 2).contiguous(CL));
+    for (size_t i = 1; i < cw.size(); ++i) x = conv(x, cw_cl[i], cb[i], c10::nullopt);
+    const auto feat_c = x.contiguous();
     const auto x_fine = coarse_tail(feat_c, head_c[0], head_c[1], head_c[2], head_c[3], e, scale_x, scale_y);
-    x = conv_bias_relu(x_fine, fw[0], fb[0], map_term(v, fM, fP, finb, H, W), true);
-    for (size_t i = 1; i < fw.size(); ++i) x = conv_bias_relu(x, fw[i], fb[i], c10::nullopt, true);
+    x = conv(x_fine.contiguous(CL), fw_cl[0], fb[0], map_term(v, fM, fP, finb, H, W).contiguous(CL));
+    for (size_t i = 1; i < fw.size(); ++i) x = conv(x, fw_cl[i], fb[i], c10::nullopt);
+    x = x.contiguous();
     auto res = fine_tail(x, lcm.empty() ? c10::optional<torch::Tensor>() : c10::optional<torch::Tensor>(feat_c),
                          x_fine.slice(1, 0, C), x_fine.slice(1, 2 * C, 2 * C + 2), head_f[0], head_f[1], head_f[2],
-                         head_f[3], opt(0), opt(1), opt(2), opt(3), opt(4), opt(5), scale_x, scale_y, false);
-    out.slice(0, b0, b1).copy_(std::get<0>(res));
+                         head_f[3], opt(0), opt(1), opt(2), opt(3), opt(4), opt(5), scale_x, scale_y, fields);
+    if (!fields) {
+      out.slice(0, b0, b1).copy_(std::get<0>(res));
+      return;
+    }
+    out.slice(0, b0, b1).copy_(std::get<2>(res));
+    if (!lcm.empty()) mask.slice(0, b0, b1).copy_(std::get<3>(res));
   };
   auto run_range = [&](int64_t begin, int64_t end) {
     for (int64_t b0 = begin; b0 < end; b0 += chunk) run(b0, std::min(b0 + chunk, end));
   };
   run_range(0, B);
-  return out;
+  if (fields) return {out, mask};
+  return {out};
 }
 
 torch::Tensor warp_frame(const torch::Tensor& frames, const torch::Tensor& params, const torch::Tensor& boxes,
@@ -306,9 +329,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("scale_x") = 1.0, py::arg("scale_y") = 1.0, py::arg("intermediates") = false,
         py::call_guard<py::gil_scoped_release>());
   m.def("forward_cpu", &deepwarp::forward_cpu,
-        "the whole accelerated forward on the CPU (output only), chunk by chunk, GIL released",
+        "the whole accelerated forward on the CPU: [output] or, with fields, [flow, mask]; chunk by chunk, GIL released",
         py::arg("eyes"), py::arg("vec"), py::arg("coarse_w"), py::arg("coarse_b"), py::arg("coarse_M"),
         py::arg("coarse_P"), py::arg("coarse_inb"), py::arg("head_c"), py::arg("fine_w"), py::arg("fine_b"),
         py::arg("fine_M"), py::arg("fine_P"), py::arg("fine_inb"), py::arg("head_f"), py::arg("lcm"),
-        py::arg("scale_x"), py::arg("scale_y"), py::arg("chunk"), py::call_guard<py::gil_scoped_release>());
+        py::arg("scale_x"), py::arg("scale_y"), py::arg("chunk"), py::arg("channels_last") = true, py::arg("fields") = false, py::call_guard<py::gil_scoped_release>());
 }

@@ -67,6 +67,8 @@ CPU_CHUNK = 16
 CPU_EYE_THREADS = True
 # ... when every core gets at least this many eyes.
 CPU_EYE_MIN = 4
+# The extension's whole-forward call runs the towers' convolutions channels-last.
+CPU_CHANNELS_LAST = True
 
 _POOLS: dict = {}
 _POOL_LOCK = threading.Lock()
@@ -247,7 +249,7 @@ class AcceleratedDeepWarp(nn.Module):
         if eyes.device.type != "cpu":
             return self._forward(eyes, anchors, angles, mode)
         forward = self._forward
-        if mode == "output" and self._whole_forward_ok(eyes):
+        if mode != "intermediates" and self._whole_forward_ok(eyes):
             forward = self._whole_forward_cpu  # every layer in one C++ call
         # Split over the cores by eyes only where each core gets work enough: at one face
         # (B=2) the intra-op split of each op is as fast (2-core Xeon, measured).
@@ -291,9 +293,10 @@ class AcceleratedDeepWarp(nn.Module):
 
         return hasattr(_ext.require(), "forward_cpu")
 
-    def _whole_forward_cpu(self, eyes: Tensor, anchors: Tensor, angles: Tensor, mode: str = "output") -> Tensor:
-        """The output through the extension's ``forward_cpu``: every layer in one C++ call
-        (chunks of CPU_CHUNK eyes, the GIL released), where ``_whole_forward_ok``."""
+    def _whole_forward_cpu(self, eyes: Tensor, anchors: Tensor, angles: Tensor, mode: str = "output"):
+        """The output, or the fields (mode "fields"), through the extension's
+        ``forward_cpu``: every layer in one C++ call (chunks of CPU_CHUNK eyes, the GIL
+        released), where ``_whole_forward_ok``."""
         from . import _ext
 
         cfg = self.config
@@ -308,9 +311,13 @@ class AcceleratedDeepWarp(nn.Module):
                               getattr(self, f"{n}_M"), getattr(self, f"{n}_P"), getattr(self, f"{n}_inb"),
                               [getattr(self, f"{n}_head_{s}") for s in ("w1", "b1", "w2", "b2")])
         lcm = [getattr(self, n) for n in ("lcm_w1", "lcm_b1", "lcm_w2", "lcm_b2", "lcm_w3", "lcm_b3")] if cfg.use_lcm else []
-        out = ext.forward_cpu(eyes.to(dt).contiguous(), vec, *tower("coarse", self.n_body[0]),
-                              *tower("fine", self.n_body[1]), lcm, self.scale_x, self.scale_y, CPU_CHUNK)
-        return out.to(eyes.dtype)
+        res = ext.forward_cpu(eyes.to(dt).contiguous(), vec, *tower("coarse", self.n_body[0]),
+                              *tower("fine", self.n_body[1]), lcm, self.scale_x, self.scale_y, CPU_CHUNK,
+                              CPU_CHANNELS_LAST, mode == "fields")
+        if mode == "fields":
+            flow, mask = res
+            return flow.to(eyes.dtype), (mask.to(eyes.dtype) if cfg.use_lcm else None)
+        return res[0].to(eyes.dtype)
 
     def _map_term(self, name: str, vec: Tensor) -> Tensor:
         """P + A[b] @ inb, (B, Cout, h, w): the first layer's response to the input maps."""

@@ -44,7 +44,13 @@ def _check_parity(acc, model, eyes, anchors, angles, atol):
         assert g.shape == r.shape and g.dtype == r.dtype, name
         assert _max_err(g, r) <= atol * max(1.0, r.abs().max().item() if name.endswith("flow") else 1.0), (name, _max_err(g, r))
     out = acc(eyes, anchors, angles)
-    torch.testing.assert_close(out, got.output, atol=0, rtol=0)
+    if acc._whole_forward_ok(eyes):
+        # the output-only call runs the extension's whole forward (channels-last
+        # convolutions): float32 rounding apart from the layer-by-layer path, not bit for bit
+        assert _max_err(out, got.output) <= 1e-5
+        assert _max_err(out, ref.output) <= atol
+    else:
+        torch.testing.assert_close(out, got.output, atol=0, rtol=0)
     return ref, got
 
 
@@ -272,7 +278,8 @@ def test_big_cpu_batches_run_in_chunks_with_the_same_results(gen, monkeypatch, u
         expected = [("_forward", n) for n in chunks] * 3
     else:  # one C++ call chunks by itself; split over threads, one per chunk
         split = mod.CPU_EYE_THREADS and min(torch.get_num_threads(), B // mod.CPU_EYE_MIN) > 1
-        expected = [("_whole_forward_cpu", n) for n in (chunks if split else (B,))] + [("_forward", n) for n in chunks] * 2
+        # the output and the fields through the whole-forward call, the intermediates layer by layer
+        expected = [("_whole_forward_cpu", n) for n in (chunks if split else (B,))] * 2 + [("_forward", n) for n in chunks]
     assert sorted(calls) == sorted(expected)
     assert type(inter).__name__ == "DeepWarpOutput" and inter.output.shape[0] == B
     with torch.no_grad():
@@ -303,8 +310,9 @@ def test_cpu_batches_split_over_cores_match_the_reference(gen, threads):
     model = _model()
     acc = accelerate(model)
     seen = set()
-    forward = acc._forward
-    acc._forward = lambda *a: seen.add(threading.current_thread().name) or forward(*a)
+    for name in ("_forward", "_whole_forward_cpu"):
+        fn = getattr(acc, name)
+        setattr(acc, name, lambda *a, fn=fn: seen.add(threading.current_thread().name) or fn(*a))
     x = inputs(gen, 40, CFG)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
