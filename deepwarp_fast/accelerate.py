@@ -303,10 +303,7 @@ class AcceleratedDeepWarp(nn.Module):
         cfg = self.config
         dt = self.dtype or eyes.dtype
         ext = _ext.require()
-        pdt = self.coarse_M.dtype
-        emb = self.angle_embedding(angles.to(self.angle_embedding.fc1.weight.dtype)).to(pdt)
-        anchors = anchors.to(pdt)
-        vec = torch.cat([emb, anchors[..., 0], anchors[..., 1]], dim=1)
+        vec = self._vec(anchors, angles)
         tower = lambda n, k: ([getattr(self, f"{n}_w{i}") for i in range(k)],  # noqa: E731
                               [getattr(self, f"{n}_b{i}") for i in range(k)],
                               getattr(self, f"{n}_M"), getattr(self, f"{n}_P"), getattr(self, f"{n}_inb"),
@@ -319,6 +316,14 @@ class AcceleratedDeepWarp(nn.Module):
             flow, mask = res
             return flow.to(eyes.dtype), (mask.to(eyes.dtype) if cfg.use_lcm else None)
         return res[0].to(eyes.dtype)
+
+    def _vec(self, anchors: Tensor, angles: Tensor) -> Tensor:
+        """(B, D + 2K): the angle embedding and the anchors' x and y, what the first layers'
+        map terms multiply (see _map_term)."""
+        pdt = self.coarse_M.dtype  # float32, or float64 after .double()
+        emb = self.angle_embedding(angles.to(self.angle_embedding.fc1.weight.dtype)).to(pdt)
+        anchors = anchors.to(pdt)
+        return torch.cat([emb, anchors[..., 0], anchors[..., 1]], dim=1)
 
     def _map_term(self, name: str, vec: Tensor) -> Tensor:
         """P + A[b] @ inb, (B, Cout, h, w): the first layer's response to the input maps."""
@@ -343,9 +348,7 @@ class AcceleratedDeepWarp(nn.Module):
         B = eyes.shape[0]
         H, W = cfg.height, cfg.width
         eyes_c = eyes.to(dt).contiguous()
-        emb = self.angle_embedding(angles.to(self.angle_embedding.fc1.weight.dtype)).to(pdt)
-        anchors = anchors.to(pdt)
-        vec = torch.cat([emb, anchors[..., 0], anchors[..., 1]], dim=1)
+        vec = self._vec(anchors, angles)
         h, w = H // 2, W // 2
 
         x = conv(F.avg_pool2d(eyes_c, 2), self.coarse_w0, self.coarse_b0, self._map_term("coarse", vec).view(B, -1, h, w), True)

@@ -87,6 +87,8 @@ class _FrameRedirector:
     base class): it reads the redirector's ``model``, ``config``, ``device``, ``paste``,
     ``kernel``, ``null_correction``, ``level_roll``, ``min_eye_px`` and ``closed_eye_ratio``."""
 
+    numpy = False  # a NumPy model (numpy_model.NumpyDeepWarp): arrays in and out, no torch
+
     def _redirect_faces(self, frame: _Frame, faces: List[FaceResult], v: float, h: float,
                         times: Optional[StageTimes], pupil_filter=None, null_cache: Optional["NullFieldCache"] = None) -> RedirectResult:
         t = timer(times)
@@ -142,7 +144,7 @@ class _FrameRedirector:
             return RedirectResult(out, faces, messages)
         native = self.paste == "native" and callable(getattr(self.model, "fields", None))
         with t("model"):
-            if getattr(self, "numpy", False):
+            if self.numpy:
                 flow, mask, res, finite = self._run_model_numpy(batch_patches, batch_anchors, batch_angles, batch_keys,
                                                                 null_cache, native)
             else:
@@ -201,7 +203,7 @@ class _FrameRedirector:
         keeps each tracked eye's angle-0 fields for a few frames (``keys``: per eye its
         (track id, side) or None), so most frames run the model once. Tensors, or arrays
         for a NumPy model."""
-        xp = _ArrayOps(getattr(self, "numpy", False))
+        xp = _ArrayOps(self.numpy)
         if not self.null_correction:
             flow, mask = self.model.fields(eyes_t, anchors_t, angles_t)
             return xp.host(flow), (xp.host(mask) if mask is not None else None)
@@ -242,7 +244,7 @@ class _FrameRedirector:
         channels = min(frame.channels, 3)
         as_frames = lambda a: (a if a.ndim == 3 else a[..., None])[None]  # noqa: E731
         # ``out`` is already a copy of the frame: the op writes the eyes' pixels into it.
-        if getattr(self, "numpy", False):
+        if self.numpy:
             from ..numpy_ops import warp_frame
 
             warp_frame(as_frames(src), index, A, flow, mask, feather, kernel=self.kernel, channels=channels,

@@ -119,7 +119,7 @@ class GazeRedirector(_FrameRedirector):
         if not callable(model):
             raise TypeError(f"model must be callable as model(eyes, anchors, angles), got {type(model).__name__}")
         self.model = model
-        self.numpy = getattr(model, "backend", None) == "numpy"  # arrays in and out, no torch
+        self.numpy = getattr(model, "backend", None) == "numpy"
         self.paste = paste
         self.kernel = kernel
         self.null_correction = bool(null_correction)
