@@ -82,6 +82,43 @@ def test_numpy_port_matches_the_torch_port():
         np.testing.assert_allclose(logits, tlogits, atol=NUMPY_RTOL * np.abs(tlogits).max(), rtol=0, err_msg=str(shape))
 
 
+def test_fast_forward_matches_the_graph_op_by_op():
+    """BlazeFace.forward (symmetric padding inside the convolutions, residual channel pads
+    added in place, in-place adds and ReLUs, 1x1 convolutions as matrix products,
+    channels-last throughout) against forward_reference (the TFLite graph op by op) on
+    random inputs: RGB and grayscale, NCHW and channels-last, even and odd sizes (where
+    TFLite's "same" padding is asymmetric), a batch; the input is left alone."""
+    net = blazeface.BlazeFace().eval()
+    rng = np.random.default_rng(1)
+    calls = []
+    real_addmm = torch.addmm
+
+    def counting_addmm(*a, **k):
+        calls.append(1)
+        return real_addmm(*a, **k)
+
+    for shape in [(1, 3, 128, 128), (1, 1, 96, 160), (2, 1, 50, 67), (1, 3, 37, 53), (1, 1, 81, 79)]:
+        for channels_last in (False, True):
+            x = torch.from_numpy(rng.uniform(-1, 1, shape).astype(np.float32))
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x0 = x.clone()
+            with torch.inference_mode():
+                torch.addmm = counting_addmm
+                try:
+                    reg, logits = net(x)
+                finally:
+                    torch.addmm = real_addmm
+                ref_reg, ref_logits = net.forward_reference(x)
+            assert torch.equal(x, x0)
+            assert reg.shape == ref_reg.shape and logits.shape == ref_logits.shape
+            tol = NUMPY_RTOL * float(ref_reg.abs().max())
+            assert float((reg - ref_reg).abs().max()) <= tol, (shape, channels_last)
+            tol = NUMPY_RTOL * float(ref_logits.abs().max())
+            assert float((logits - ref_logits).abs().max()) <= tol, (shape, channels_last)
+    assert calls, "the 1x1 convolutions never took the matrix-product path"
+
+
 def test_numpy_port_matches_the_tflite_model():
     from deepwarp_fast.face.blazeface_numpy import BlazeFaceNumpy
 
