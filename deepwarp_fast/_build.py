@@ -131,8 +131,17 @@ def _prepare_cuda(cpp_extension, torch) -> None:
     os.environ["TORCH_CUDA_ARCH_LIST"] = _arch_list(torch)
 
 
+def _openmp() -> List[str]:
+    """-fopenmp on Linux: ATen's at::parallel_for is a header template whose OpenMP pragma
+    is compiled into this module; without the flag every CPU op of the extension ran on
+    one thread whatever torch.set_num_threads said. The module then needs libgomp.so.1,
+    which the torch wheel has already loaded (the same runtime, so one thread pool and
+    torch's thread count)."""
+    return ["-fopenmp"] if sys.platform.startswith("linux") else []
+
+
 def compile_flags(with_cuda: bool) -> Dict[str, List[str]]:
-    cxx = ["-O3"]
+    cxx = ["-O3"] + _openmp()
     nvcc = ["-O3"]
     if with_cuda:
         cxx.append("-DDEEPWARP_WITH_CUDA")
@@ -179,7 +188,7 @@ def link_flags() -> List[str]:
     private copy of the C++ runtime into the module. They follow the objects on the link
     line, before the driver's own -lstdc++, so every C++ runtime symbol binds to it."""
     lib = shared_libstdcxx()
-    return [lib] if lib else []
+    return _openmp() + ([lib] if lib else [])
 
 
 def extension_kwargs(cpp_extension, torch):

@@ -70,7 +70,8 @@ def test_build_links_the_shared_libstdcxx(monkeypatch, tmp_path):
     from torch.utils import cpp_extension
 
     flags = _build.link_flags()
-    assert len(flags) == 1 and os.path.isabs(flags[0]) and ".so" in os.path.basename(flags[0])
+    libs = [f for f in flags if not f.startswith("-")]
+    assert len(libs) == 1 and os.path.isabs(libs[0]) and ".so" in os.path.basename(libs[0])
     assert _build.extension_kwargs(cpp_extension, torch).extra_link_args == flags
     assert _build.jit_kwargs(cpp_extension, torch, str(tmp_path))["extra_ldflags"] == flags
     # A compiler like the GPU image's wrapper: -print-file-name finds nothing.
@@ -80,6 +81,48 @@ def test_build_links_the_shared_libstdcxx(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", str(fake))
     lib = _build.shared_libstdcxx()
     assert lib is not None and os.path.basename(lib).startswith("libstdc++.so") and os.path.isfile(lib)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenMP through GCC's -fopenmp on Linux")
+def test_build_compiles_and_links_openmp(tmp_path):
+    """at::parallel_for is a header template whose OpenMP pragma compiles into this module:
+    without -fopenmp on both the compile and the link line every CPU op of the extension
+    ran on one thread whatever torch.set_num_threads said."""
+    from torch.utils import cpp_extension
+
+    assert "-fopenmp" in _build.compile_flags(False)["cxx"] and "-fopenmp" in _build.compile_flags(True)["cxx"]
+    assert "-fopenmp" in _build.link_flags()
+    ext = _build.extension_kwargs(cpp_extension, torch)
+    assert "-fopenmp" in ext.extra_compile_args["cxx"] and "-fopenmp" in ext.extra_link_args
+    jit = _build.jit_kwargs(cpp_extension, torch, str(tmp_path))
+    assert "-fopenmp" in jit["extra_cflags"] and "-fopenmp" in jit["extra_ldflags"]
+
+
+@needs_ext
+def test_cpu_ops_agree_across_thread_counts():
+    """The extension's CPU ops split rows over OpenMP threads: the whole forward (output
+    and fields) gives the same numbers on 1 and 2 threads (each row is written by one work
+    item; scratch rows are per thread). warp_frame: tests/test_warp_frame.py."""
+    from deepwarp_fast import accelerate, load_model
+
+    model = accelerate(load_model().eval())
+    g = torch.Generator().manual_seed(3)
+    B = 6
+    eyes = torch.rand(B, 3, 41, 51, generator=g)
+    anchors = torch.rand(B, 7, 2, generator=g) * torch.tensor([51.0, 41.0])
+    angles = (torch.rand(B, 2, generator=g) - 0.5) * 40
+    saved = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with torch.inference_mode():
+                outs.append((model(eyes, anchors, angles), *model.fields(eyes, anchors, angles)))
+    finally:
+        torch.set_num_threads(saved)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+    assert float((outs[0][0] - eyes).abs().max()) > 1e-3  # the model did something
 
 
 @needs_ext

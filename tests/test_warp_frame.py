@@ -245,3 +245,24 @@ def test_tables_hold_each_eyes_footprint_and_inverse(gen):
     outside = (boxes[:, 3] * boxes[:, 4] == 0).nonzero().flatten()
     out = ops.warp_frame_reference(frames, index[outside], A[outside], flow.repeat(2, 1, 1, 1)[outside], None, feather())
     assert torch.equal(out, frames)
+
+
+@pytest.mark.skipif(not backend_status("cuda", "cpu")[0], reason="the extension's CPU op is not built")
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_extension_cpu_op_is_the_same_on_one_and_two_threads(gen, dtype):
+    """The CPU op splits the eyes' rows over OpenMP threads (the module is built with
+    -fopenmp): each frame pixel is written by one eye (overlaps included), so the result
+    does not depend on the thread count."""
+    frames, index, A, flow, mask = random_case(gen, dtype=dtype)
+    if dtype == torch.float32:
+        frames = frames.float() / 255.0
+    saved = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(ops.warp_frame(frames, index, A, flow, mask, feather(), backend="cuda"))
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], frames)
