@@ -187,6 +187,21 @@ def test_evaluate_real_cli_writes_json_and_sweep(tmp_path, photos):
     assert (tmp_path / "out" / "real_sweep.png").stat().st_size > 1000
 
 
+def test_augmented_photos_are_mirrored_and_rescaled_copies():
+    from deepwarp_fast.evaluate_real import AUGMENTS, augmented
+
+    img = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    out = augmented([("a", img)])
+    assert [n for n, _ in out] == ["a"] + [f"a_{tag}" for tag, _, _ in AUGMENTS]
+    by = dict(out)
+    assert by["a"] is img
+    np.testing.assert_array_equal(by["a_mirror"], img[:, ::-1])
+    assert by["a_x1.6"].shape == (96, 128, 3) and by["a_x0.8"].shape == (48, 64, 3)
+    assert by["a_mirror_x1.6"].shape == (96, 128, 3)
+    # the mirrored enlargement is the enlargement mirrored
+    assert np.abs(by["a_mirror_x1.6"].astype(int) - by["a_x1.6"][:, ::-1].astype(int)).max() <= 1
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue 12 targets not reached by the shipped weights yet (see README's real-face table)")
 def test_shipped_weights_reach_the_real_face_gain_targets(photos):

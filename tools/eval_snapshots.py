@@ -9,6 +9,7 @@ v1 and anatomical), cached per snapshot, then one table.
 The shipped default weights are evaluated too (row "shipped"), for comparison.
 """
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -24,11 +25,12 @@ def _cli(*args):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def evaluate(weights, out: Path) -> dict:
-    """The three evaluations of ``weights`` (None: the shipped default) into ``out``."""
+def evaluate(weights, out: Path, augment: bool = False) -> dict:
+    """The three evaluations of ``weights`` (None: the shipped default) into ``out``
+    (``augment``: the real faces also mirrored and rescaled, evaluate --real --augment)."""
     w = ["--weights", str(weights)] if weights else []
     if not (out / "real_summary.json").is_file():
-        _cli("evaluate", "--real", *w, "-o", str(out))
+        _cli("evaluate", "--real", *w, *(["--augment"] if augment else []), "-o", str(out))
     for anatomy in ("v1", "anatomical"):
         if not (out / f"{anatomy}_summary.json").is_file():
             _cli("evaluate", "-n", "2000", "--seed", "0", "--anatomy", anatomy, "--prefix", f"{anatomy}_", *w, "-o", str(out))
@@ -55,16 +57,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a training run's folder (holds weights_step<N>.safetensors)")
     ap.add_argument("--watch", action="store_true", help="keep evaluating new snapshots until the run's log stops growing")
+    ap.add_argument("--augment", action="store_true",
+                    help="score the real faces also mirrored and rescaled (5x the faces, a steadier score)")
     args = ap.parse_args()
     run = Path(args.run)
-    cache = run / "snapshot_eval"
+    cache = run / ("snapshot_eval_augmented" if args.augment else "snapshot_eval")
+    from deepwarp_fast.weights import default_weights_path
+
+    # the shipped weights change between sessions: their cache entry is named by content
+    shipped = "shipped-" + hashlib.sha256(Path(default_weights_path()).read_bytes()).hexdigest()[:8]
     done = {}
     while True:
         snaps = sorted(run.glob("weights_step*.safetensors"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
-        todo = [("shipped", None)] + [(p.stem.replace("weights_", ""), p) for p in snaps]
+        todo = [(shipped, None)] + [(p.stem.replace("weights_", ""), p) for p in snaps]
         for name, path in todo:
             if name not in done:
-                done[name] = evaluate(path, cache / name)
+                done[name] = evaluate(path, cache / name, args.augment)
                 print(f"{name}: {json.dumps(done[name])}", flush=True)
         rows = list(done.items())
         (cache / "table.md").write_text(table(rows) + "\n")

@@ -1,0 +1,69 @@
+"""How far the network moves the iris on rendered eyes, per direction, against the renderer's
+own target (issue 12): a domain check for the real-face gain of `deepwarp-fast evaluate --real`.
+
+For each direction (up, down, left, right) at ``--angle`` degrees, ``-n`` pairs are rendered
+with no head roll and no camera effects; the iris is located (face.metrics.locate_iris, the
+real-face evaluation's limbus fit) in the input, in the target and in the network's output
+(inside the target's lid outline), and the output's displacement along the commanded axis is
+divided by the target's. 1.0: the network moves the iris exactly as far as the renderer
+does. If these are near 1 in every direction while the real-face gain of one direction is
+low, the shortfall is the real eyes' (lids, lashes, shading), not the training's.
+
+    python tools/synthetic_gain.py [--weights W] [-n 64] [--angle 15]
+"""
+import argparse
+
+import numpy as np
+import torch
+
+from deepwarp_fast import load_model
+from deepwarp_fast.data import render_pairs
+from deepwarp_fast.face.metrics import locate_iris
+
+DIRECTIONS = {"up": (1, 0), "down": (-1, 0), "left": (0, -1), "right": (0, 1)}
+
+
+def direction_gains(model, anatomy: str, angle: float, n: int, seed: int = 7):
+    """{direction: (median output/target displacement, pairs measured)}."""
+    res = {}
+    for d, (sv, sh) in DIRECTIONS.items():
+        b = render_pairs(n, seed=seed, angles=torch.tensor([sv * angle, sh * angle]), tilt=0.0,
+                         gaze_range=max(20.0, angle + 5.0), camera=False, anatomy=anatomy)
+        with torch.no_grad():
+            out = model(b["input"], b["anchors"], b["angles"])
+        axis = np.array([sh, -sv], float)  # image axes: up is -y
+        ratios = []
+        for i in range(n):
+            img = lambda t: t[i].permute(1, 2, 0).numpy()  # noqa: E731
+            p_in = locate_iris(img(b["input"]), b["anchors"][i, :6].numpy())
+            p_out = locate_iris(img(out), b["target_anchors"][i, :6].numpy())
+            p_tgt = locate_iris(img(b["target"]), b["target_anchors"][i, :6].numpy())
+            if p_in is None or p_out is None or p_tgt is None:
+                continue
+            moved = float(np.dot(np.subtract(p_tgt, p_in), axis))
+            if abs(moved) < 0.3:  # below the locator's resolution: no ratio
+                continue
+            ratios.append(float(np.dot(np.subtract(p_out, p_in), axis)) / moved)
+        res[d] = (float(np.median(ratios)) if ratios else float("nan"), len(ratios))
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=None, help="weights file (default: the shipped weights)")
+    ap.add_argument("-n", type=int, default=64, help="pairs per direction (default 64)")
+    ap.add_argument("--angle", type=float, default=15.0)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    model = load_model(args.weights).eval()
+    print(f"output / target iris displacement at {args.angle:g} degrees, {args.n} rendered pairs per direction "
+          f"(median; 1.0 = as far as the renderer moves it)")
+    print("| renderer | " + " | ".join(DIRECTIONS) + " |")
+    print("|---|" + "---:|" * len(DIRECTIONS))
+    for anatomy in ("anatomical", "v1"):
+        g = direction_gains(model, anatomy, args.angle, args.n)
+        print(f"| {anatomy} | " + " | ".join(f"{g[d][0]:.2f} (n={g[d][1]})" for d in DIRECTIONS) + " |")
+
+
+if __name__ == "__main__":
+    main()
