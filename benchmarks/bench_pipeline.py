@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEVICE, RESULTS, device_name, perturbed_model, run_timed
+from conftest import DEVICE, RESULTS, device_name, make_face_clip, perturbed_model, run_timed
 
 pytest.importorskip("dlib")
 cv2 = pytest.importorskip("cv2")
@@ -35,15 +35,7 @@ _checked = []
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "face720.mp4"
-    face = cv2.resize(np.ascontiguousarray(skdata.astronaut()[..., ::-1]), (720, 720), interpolation=cv2.INTER_CUBIC)
-    rng = np.random.default_rng(0)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (1280, 720))
-    for i in range(FRAMES):
-        f = np.full((720, 1280, 3), 90, np.uint8)
-        x = 280 + int(round(120 * np.sin(i / 20)))
-        f[:, x:x + 720] = face
-        w.write(np.clip(f + rng.normal(0, 3, f.shape), 0, 255).astype(np.uint8))
-    w.release()
+    make_face_clip(path, FRAMES)
     return path
 
 

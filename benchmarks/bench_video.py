@@ -22,22 +22,6 @@ import tempfile
 import time
 
 
-def make_clip(path: str, frames: int) -> None:
-    import cv2
-    import numpy as np
-    from skimage import data as skdata
-
-    face = cv2.resize(np.ascontiguousarray(skdata.astronaut()[..., ::-1]), (720, 720), interpolation=cv2.INTER_CUBIC)
-    rng = np.random.default_rng(0)
-    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (1280, 720))
-    for i in range(frames):
-        f = np.full((720, 1280, 3), 90, np.uint8)
-        x = 280 + int(round(120 * np.sin(i / 20)))
-        f[:, x:x + 720] = face
-        w.write(np.clip(f + rng.normal(0, 3, f.shape), 0, 255).astype(np.uint8))
-    w.release()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=3, help="interleaved runs per row (default 3)")
@@ -47,6 +31,8 @@ def main(argv=None) -> int:
     import cv2
     import torch
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from conftest import make_face_clip
     from deepwarp_fast.face import GazeRedirector
     from deepwarp_fast.face.blazeface import BlazeFace
     from deepwarp_fast.face.video import redirect_video
@@ -55,7 +41,7 @@ def main(argv=None) -> int:
     cv2.setNumThreads(1)
     folder = tempfile.mkdtemp(prefix="deepwarp_video_")
     clip = os.path.join(folder, "clip720.mp4")
-    make_clip(clip, args.frames)
+    make_face_clip(clip, args.frames)
     gr = GazeRedirector(None, device="cpu")  # the CLI's default model: accelerate() on the CPU
     fast = BlazeFace.forward
     rows = {}

@@ -208,3 +208,22 @@ def pytest_terminal_summary(terminalreporter):
 def _copy_group(group: str) -> str:
     # "warp fwd B=1024" -> "copy B=1024": the copy bandwidth of the same run and batch.
     return "copy " + group.rsplit(" ", 1)[-1]
+
+
+def make_face_clip(path, frames: int) -> None:
+    """A 1280x720 face video, mp4v at 30 fps: scikit-image's astronaut (a real face, public
+    domain) scaled to 720 px high on a grey canvas, panning, with sensor noise (the clip of
+    bench_pipeline.py and bench_video.py)."""
+    import cv2
+    import numpy as np
+    from skimage import data as skdata
+
+    face = cv2.resize(np.ascontiguousarray(skdata.astronaut()[..., ::-1]), (720, 720), interpolation=cv2.INTER_CUBIC)
+    rng = np.random.default_rng(0)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (1280, 720))
+    for i in range(frames):
+        f = np.full((720, 1280, 3), 90, np.uint8)
+        x = 280 + int(round(120 * np.sin(i / 20)))
+        f[:, x:x + 720] = face
+        w.write(np.clip(f + rng.normal(0, 3, f.shape), 0, 255).astype(np.uint8))
+    w.release()
