@@ -18,32 +18,34 @@ import torch
 
 from deepwarp_fast import load_model
 from deepwarp_fast.data import render_pairs
-from deepwarp_fast.face.metrics import locate_iris
-
-DIRECTIONS = {"up": (1, 0), "down": (-1, 0), "left": (0, -1), "right": (0, 1)}
+from deepwarp_fast.evaluate_real import DIRECTIONS
+from deepwarp_fast.face.metrics import displacement, eye_axes, locate_iris
 
 
 def direction_gains(model, anatomy: str, angle: float, n: int, seed: int = 7):
-    """{direction: (median output/target displacement, pairs measured)}."""
+    """{direction: (median output/target displacement along the commanded axis, pairs measured)};
+    displacements in eye widths along the input eye's own axes (face.metrics.displacement,
+    as the real-face gain measures them)."""
     res = {}
     for d, (sv, sh) in DIRECTIONS.items():
         b = render_pairs(n, seed=seed, angles=torch.tensor([sv * angle, sh * angle]), tilt=0.0,
                          gaze_range=max(20.0, angle + 5.0), camera=False, anatomy=anatomy)
         with torch.no_grad():
             out = model(b["input"], b["anchors"], b["angles"])
-        axis = np.array([sh, -sv], float)  # image axes: up is -y
+        along = 1 if sv else 0  # displacement() returns (horizontal, vertical)
         ratios = []
         for i in range(n):
             img = lambda t: t[i].permute(1, 2, 0).numpy()  # noqa: E731
-            p_in = locate_iris(img(b["input"]), b["anchors"][i, :6].numpy())
+            eye6 = b["anchors"][i, :6].numpy()
+            p_in = locate_iris(img(b["input"]), eye6)
             p_out = locate_iris(img(out), b["target_anchors"][i, :6].numpy())
             p_tgt = locate_iris(img(b["target"]), b["target_anchors"][i, :6].numpy())
             if p_in is None or p_out is None or p_tgt is None:
                 continue
-            moved = float(np.dot(np.subtract(p_tgt, p_in), axis))
-            if abs(moved) < 0.3:  # below the locator's resolution: no ratio
+            moved = displacement(p_in, p_tgt, eye6)[along]
+            if abs(moved) * eye_axes(eye6)[2] < 0.3:  # under 0.3 px: below the locator's resolution
                 continue
-            ratios.append(float(np.dot(np.subtract(p_out, p_in), axis)) / moved)
+            ratios.append(displacement(p_in, p_out, eye6)[along] / moved)
         res[d] = (float(np.median(ratios)) if ratios else float("nan"), len(ratios))
     return res
 

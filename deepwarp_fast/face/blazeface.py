@@ -60,7 +60,11 @@ class BlazeFace(torch.nn.Module):
         # which tensors an op creates (not inputs, weights or views), the first
         # convolution's weights for a grayscale input, and the channel pads that only
         # feed an add.
-        self._uses = Counter(t for n in self.graph for t in n["in"])
+        consumers: Dict[str, List[str]] = {}
+        for n in self.graph:
+            for t in n["in"]:
+                consumers.setdefault(t, []).append(n["op"])
+        self._uses = Counter({t: len(ops) for t, ops in consumers.items()})
         self._uses.update([self.out_reg, self.out_cls])
         self._fresh = {n["out"] for n in self.graph if n["op"] != "reshape"}
         self._gray_weights = {n["in"][1]: getattr(self, n["in"][1]).sum(1, keepdim=True) for n in self.graph
@@ -69,10 +73,6 @@ class BlazeFace(torch.nn.Module):
         self._pointwise = {n["in"][1]: getattr(self, n["in"][1]).flatten(1).t().contiguous() for n in self.graph
                            if n["op"] == "conv_2d" and len(n["in"]) > 2 and n["stride"] == [1, 1]
                            and tuple(getattr(self, n["in"][1]).shape[2:]) == (1, 1)}
-        consumers = {}
-        for n in self.graph:
-            for t in n["in"]:
-                consumers.setdefault(t, []).append(n["op"])
         self._channel_pads = {n["out"] for n in self.graph if n["op"] == "pad" and consumers.get(n["out"]) == ["add"]
                               and n["pads"][0] == [0, 0] and n["pads"][1] == [0, 0] and n["pads"][2] == [0, 0]
                               and n["pads"][3][0] == 0}
