@@ -8,6 +8,7 @@
 #include "deepwarp.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 
 #include <algorithm>
 #include <string>
@@ -173,16 +174,22 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> fine_tail
 
 // The whole accelerated forward on the CPU, in chunks of at most ``chunk`` eyes (the
 // 20x25 and 41x51 maps of 16-32 channels stay in the caches), with no Python between the
-// layers and the GIL released: accelerate.py runs one call per core side by side for big
-// batches (threads whose own intra-op count is 1), one call with intra-op threads for small. vec (B, V): the angle embedding and the anchors, as accelerate.py builds
-// it; M/P/inb: each tower's first-layer map term (P + (vec M) inb); lcm: 6 tensors or none.
+// layers and the GIL released. vec (B, V): the angle embedding and the anchors, as
+// accelerate.py builds it; cw/fw: the towers' k x k weights, channels-last (NHWC: oneDNN's
+// direct kernels, no reorder per call); M/PT/inbT: each tower's first-layer map term
+// P + (vec M) inb with P and inb transposed, (hw, Cout) and (hw, taps), so that it comes out
+// channels-last like the convolution it is added to; lcm: 6 tensors or none.
+// eye_threads > 1: the chunks (then at most ceil(B / eye_threads) eyes each) run side by side,
+// one per thread, every op inside on its own thread (two whole eyes scale across cores where
+// one 41x51 convolution split over them does not); 1: one chunk after the other, each op
+// splitting over the intra-op threads.
 std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::Tensor& vec, const std::vector<torch::Tensor>& cw,
-                          const std::vector<torch::Tensor>& cb, const torch::Tensor& cM, const torch::Tensor& cP,
-                          const torch::Tensor& cinb, const std::vector<torch::Tensor>& head_c,
+                          const std::vector<torch::Tensor>& cb, const torch::Tensor& cM, const torch::Tensor& cPT,
+                          const torch::Tensor& cinbT, const std::vector<torch::Tensor>& head_c,
                           const std::vector<torch::Tensor>& fw, const std::vector<torch::Tensor>& fb,
-                          const torch::Tensor& fM, const torch::Tensor& fP, const torch::Tensor& finb,
+                          const torch::Tensor& fM, const torch::Tensor& fPT, const torch::Tensor& finbT,
                           const std::vector<torch::Tensor>& head_f, const std::vector<torch::Tensor>& lcm,
-                          double scale_x, double scale_y, int64_t chunk, bool channels_last, bool fields) {
+                          double scale_x, double scale_y, int64_t chunk, int64_t eye_threads, bool fields) {
   check_activation(eyes, "eyes", 4);
   TORCH_CHECK(eyes.device().is_cpu(), "forward_cpu runs on CPU tensors, got ", eyes.device());
   TORCH_CHECK(vec.dim() == 2 && vec.size(0) == eyes.size(0) && vec.scalar_type() == at::kFloat,
@@ -192,26 +199,40 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
   TORCH_CHECK(head_c.size() == 4 && head_f.size() == 4, "head_c and head_f must hold (w1, b1, w2, b2)");
   TORCH_CHECK(lcm.empty() || lcm.size() == 6, "lcm must hold 6 tensors or none");
   TORCH_CHECK(chunk >= 1, "chunk must be >= 1");
+  TORCH_CHECK(eye_threads >= 1, "eye_threads must be >= 1");
   const int64_t B = eyes.size(0), C = eyes.size(1), H = eyes.size(2), W = eyes.size(3);
+  for (auto t : {std::make_tuple(&cPT, &cinbT, H / 2, W / 2, "coarse"), std::make_tuple(&fPT, &finbT, H, W, "fine")}) {
+    const auto& PT = *std::get<0>(t);
+    const auto& inbT = *std::get<1>(t);
+    TORCH_CHECK(PT.dim() == 2 && PT.size(0) == std::get<2>(t) * std::get<3>(t) && inbT.dim() == 2 &&
+                    inbT.size(0) == PT.size(0),
+                std::get<4>(t), " map term: PT must be (h*w, Cout) and inbT (h*w, taps), got ", shape_str(PT), " and ",
+                shape_str(inbT));
+  }
   const auto e_all = eyes.contiguous();
   const auto v_all = vec.contiguous();
   auto opt = [&](size_t i) { return lcm.empty() ? c10::optional<torch::Tensor>() : c10::optional<torch::Tensor>(lcm[i]); };
-  auto map_term = [](const torch::Tensor& v, const torch::Tensor& M, const torch::Tensor& P, const torch::Tensor& inb,
+  // P + A[b] inb, channels-last: (n, hw, Cout) = PT + inbT (hw, taps) . A[b]^T (taps, Cout).
+  auto map_term = [](const torch::Tensor& v, const torch::Tensor& M, const torch::Tensor& PT, const torch::Tensor& inbT,
                      int64_t hh, int64_t ww) {
-    const int64_t n = v.size(0), Cout = P.size(0);
-    const auto A = at::matmul(v, M).view({n, Cout, -1});
-    return at::baddbmm(P.unsqueeze(0), A, inb.expand({n, inb.size(0), inb.size(1)})).view({n, Cout, hh, ww});
+    const int64_t n = v.size(0), Cout = PT.size(1), taps = inbT.size(1);
+    const auto A = at::mm(v, M).view({n, Cout, taps}).transpose(1, 2);
+    return at::baddbmm(PT.unsqueeze(0), inbT.unsqueeze(0).expand({n, hh * ww, taps}), A)
+        .view({n, hh, ww, Cout})
+        .permute({0, 3, 1, 2});
   };
-  // The towers' convolutions run channels-last (oneDNN's direct NHWC kernels: 15-25% faster
-  // on these 16-32 channel maps than NCHW, which reorders on every call); the tails read
-  // NCHW, one copy per tower.
-  const auto CL = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  std::vector<torch::Tensor> cw_cl, fw_cl;
+  const auto CL = at::MemoryFormat::ChannelsLast;
+  std::vector<torch::Tensor> cw_cl, fw_cl;  // no copies when the caller passes them channels-last
   for (const auto& w : cw) cw_cl.push_back(w.contiguous(CL));
   for (const auto& w : fw) fw_cl.push_back(w.contiguous(CL));
+  const bool mkldnn = at::hasMKLDNN();
   auto conv = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
                   const c10::optional<torch::Tensor>& extra) {
-    auto y = at::conv2d(x, w, b, /*stride=*/1, /*padding=*/w.size(2) / 2);
+    const int64_t pad = w.size(2) / 2;
+    // oneDNN directly: ATen's conv2d sends small single images (one eye's 20x25 maps, under
+    // 20480 values) with 3x3 kernels to its im2col path, 2-3x slower here.
+    auto y = mkldnn ? at::mkldnn_convolution(x, w, b, {pad, pad}, {1, 1}, {1, 1}, 1)
+                    : at::conv2d(x, w, b, /*stride=*/1, /*padding=*/pad);
     if (extra.has_value()) y.add_(*extra);
     return y.relu_();
   };
@@ -220,17 +241,17 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
   torch::Tensor mask = fields && !lcm.empty() ? at::empty({B, 1, H, W}, e_all.options()) : at::empty({0}, e_all.options());
   auto run = [&](int64_t b0, int64_t b1) {
     const auto e = e_all.slice(0, b0, b1), v = v_all.slice(0, b0, b1);
-    auto x = conv(at::avg_pool2d(e, 2).contiguous(CL), cw_cl[0], cb[0],
-                  map_term(v, cM, cP, cinb, H / 2, W / 2).contiguous(CL));
+    auto x = conv(at::avg_pool2d(e, 2).contiguous(CL), cw_cl[0], cb[0], map_term(v, cM, cPT, cinbT, H / 2, W / 2));
     for (size_t i = 1; i < cw.size(); ++i) x = conv(x, cw_cl[i], cb[i], c10::nullopt);
-    const auto feat_c = x.contiguous();
-    const auto x_fine = coarse_tail(feat_c, head_c[0], head_c[1], head_c[2], head_c[3], e, scale_x, scale_y);
-    x = conv(x_fine.contiguous(CL), fw_cl[0], fb[0], map_term(v, fM, fP, finb, H, W).contiguous(CL));
+    // The tails read the features only through their 1x1 layers' GEMMs, which take the
+    // channels-last maps as they are (a transposed operand): no layout copy.
+    const auto feat_c = x;
+    const auto x_fine = coarse_tail_cpu(feat_c, head_c[0], head_c[1], head_c[2], head_c[3], e, scale_x, scale_y);
+    x = conv(x_fine.contiguous(CL), fw_cl[0], fb[0], map_term(v, fM, fPT, finbT, H, W));
     for (size_t i = 1; i < fw.size(); ++i) x = conv(x, fw_cl[i], fb[i], c10::nullopt);
-    x = x.contiguous();
-    auto res = fine_tail(x, lcm.empty() ? c10::optional<torch::Tensor>() : c10::optional<torch::Tensor>(feat_c),
-                         x_fine.slice(1, 0, C), x_fine.slice(1, 2 * C, 2 * C + 2), head_f[0], head_f[1], head_f[2],
-                         head_f[3], opt(0), opt(1), opt(2), opt(3), opt(4), opt(5), scale_x, scale_y, fields);
+    auto res = fine_tail_cpu(x, lcm.empty() ? torch::Tensor() : feat_c, x_fine.slice(1, 0, C),
+                             x_fine.slice(1, 2 * C, 2 * C + 2), head_f[0], head_f[1], head_f[2], head_f[3], opt(0), opt(1),
+                             opt(2), opt(3), opt(4), opt(5), scale_x, scale_y, fields);
     if (!fields) {
       out.slice(0, b0, b1).copy_(std::get<0>(res));
       return;
@@ -238,10 +259,21 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
     out.slice(0, b0, b1).copy_(std::get<2>(res));
     if (!lcm.empty()) mask.slice(0, b0, b1).copy_(std::get<3>(res));
   };
-  auto run_range = [&](int64_t begin, int64_t end) {
-    for (int64_t b0 = begin; b0 < end; b0 += chunk) run(b0, std::min(b0 + chunk, end));
-  };
-  run_range(0, B);
+  const int64_t side = std::min<int64_t>({eye_threads, static_cast<int64_t>(at::get_num_threads()), B});
+  if (side <= 1) {
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) run(b0, std::min(b0 + chunk, B));
+  } else {
+    // ``side`` threads, each a contiguous run of chunks of ``size`` eyes; every op inside
+    // runs on its caller's thread (ATen and oneDNN do not nest parallel regions). The
+    // workers take the caller's thread-local state (inference mode, grad mode).
+    const int64_t size = std::min<int64_t>(chunk, (B + side - 1) / side);
+    const int64_t n_chunks = (B + size - 1) / size;
+    const at::ThreadLocalState state;
+    at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+      at::ThreadLocalStateGuard guard(state);
+      for (int64_t c = begin; c < end; ++c) run(c * size, std::min((c + 1) * size, B));
+    });
+  }
   if (fields) return {out, mask};
   return {out};
 }
@@ -329,9 +361,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("scale_x") = 1.0, py::arg("scale_y") = 1.0, py::arg("intermediates") = false,
         py::call_guard<py::gil_scoped_release>());
   m.def("forward_cpu", &deepwarp::forward_cpu,
-        "the whole accelerated forward on the CPU: [output] or, with fields, [flow, mask]; chunk by chunk, GIL released",
+        "the whole accelerated forward on the CPU: [output] or, with fields, [flow, mask]; chunk by chunk, "
+        "side by side on eye_threads threads, GIL released",
         py::arg("eyes"), py::arg("vec"), py::arg("coarse_w"), py::arg("coarse_b"), py::arg("coarse_M"),
-        py::arg("coarse_P"), py::arg("coarse_inb"), py::arg("head_c"), py::arg("fine_w"), py::arg("fine_b"),
-        py::arg("fine_M"), py::arg("fine_P"), py::arg("fine_inb"), py::arg("head_f"), py::arg("lcm"),
-        py::arg("scale_x"), py::arg("scale_y"), py::arg("chunk"), py::arg("channels_last") = true, py::arg("fields") = false, py::call_guard<py::gil_scoped_release>());
+        py::arg("coarse_PT"), py::arg("coarse_inbT"), py::arg("head_c"), py::arg("fine_w"), py::arg("fine_b"),
+        py::arg("fine_M"), py::arg("fine_PT"), py::arg("fine_inbT"), py::arg("head_f"), py::arg("lcm"),
+        py::arg("scale_x"), py::arg("scale_y"), py::arg("chunk"), py::arg("eye_threads") = 1, py::arg("fields") = false,
+        py::call_guard<py::gil_scoped_release>());
 }

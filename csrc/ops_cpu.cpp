@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace deepwarp {
@@ -42,10 +44,46 @@ at::Tensor conv_bias_relu_cpu(const at::Tensor& x, const at::Tensor& weight, con
 
 namespace {
 
+// The per-row loops below are compiled three times (AVX-512, AVX2+FMA, baseline x86-64)
+// and the best for the CPU is picked when the module loads (GCC's target_clones), so the
+// build stays portable while the pixel loops run 16 lanes wide where the CPU has them.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define DW_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DW_CPU_CLONES
+#endif
+
+// exp(x) for vectorised loops (no libm call): Cephes' expf reduction and polynomial, 2^n
+// put into the exponent bits; relative error ~2 ulp, x clamped to [-87, 88].
+inline float vexp(float x) {
+  x = std::fmin(std::fmax(x, -87.0f), 88.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return e * scale;
+}
+
+// tanh(x) = (e^2x - 1) / (e^2x + 1): absolute error ~1e-7 (the flow it makes is scaled by
+// ~25 pixels: ~3e-6 px); |x| > 9 is +-1 in float anyway.
+inline float vtanh(float x) {
+  const float e = vexp(2.0f * std::fmin(std::fmax(x, -9.0f), 9.0f));
+  return (e - 1.0f) / (e + 1.0f);
+}
+
 // r0[x], r1[x] = tanh(b2 + w2 . relu(b1 + G[:, x])) over one row, where G (Ch rows of
 // length n, row stride ld) already holds w1 . in (a GEMM over the whole image).
-void head_epilogue_row(const float* G, int64_t ld, int64_t n, const float* b1, int64_t Ch, const float* w2,
-                       const float* b2, float* __restrict r0, float* __restrict r1) {
+inline void head_epilogue_row(const float* G, int64_t ld, int64_t n, const float* b1, int64_t Ch, const float* w2,
+                              const float* b2, float* __restrict r0, float* __restrict r1) {
   for (int64_t x = 0; x < n; ++x) {
     r0[x] = b2[0];
     r1[x] = b2[1];
@@ -53,6 +91,7 @@ void head_epilogue_row(const float* G, int64_t ld, int64_t n, const float* b1, i
   for (int64_t j = 0; j < Ch; ++j) {
     const float* __restrict g = G + j * ld;
     const float bj = b1[j], a = w2[j], c = w2[Ch + j];
+#pragma omp simd
     for (int64_t x = 0; x < n; ++x) {
       float hv = g[x] + bj;
       hv = hv > 0.0f ? hv : 0.0f;
@@ -60,9 +99,201 @@ void head_epilogue_row(const float* G, int64_t ld, int64_t n, const float* b1, i
       r1[x] += c * hv;
     }
   }
+#pragma omp simd
   for (int64_t x = 0; x < n; ++x) {
-    r0[x] = std::tanh(r0[x]);
-    r1[x] = std::tanh(r1[x]);
+    r0[x] = vtanh(r0[x]);
+    r1[x] = vtanh(r1[x]);
+  }
+}
+
+// bilinear_taps (dw_math.h) for a row of pixels, split so that the arithmetic vectorises:
+// clamped source coordinates in, corner offsets and fractions out (the same operations,
+// so the same rounding).
+inline void row_taps(int64_t W, int64_t H, int64_t y, const float* __restrict dx, const float* __restrict dy,
+                     int32_t* __restrict i00, int32_t* __restrict i01, int32_t* __restrict i10,
+                     int32_t* __restrict i11, float* __restrict fx, float* __restrict fy) {
+  const float wmax = static_cast<float>(W - 1), hmax = static_cast<float>(H - 1), yf = static_cast<float>(y);
+  const int32_t Wi = static_cast<int32_t>(W), Hi = static_cast<int32_t>(H);
+#pragma omp simd
+  for (int64_t x = 0; x < W; ++x) {
+    float cx = static_cast<float>(x) + dx[x];
+    float cy = yf + dy[x];
+    cx = std::fmin(std::fmax(cx, 0.0f), wmax);
+    cy = std::fmin(std::fmax(cy, 0.0f), hmax);
+    const float x0f = std::fmin(std::floor(cx), wmax), y0f = std::fmin(std::floor(cy), hmax);
+    const int32_t x0 = static_cast<int32_t>(x0f), y0 = static_cast<int32_t>(y0f);
+    const int32_t x1 = x0 + 1 < Wi ? x0 + 1 : Wi - 1;
+    const int32_t y1 = y0 + 1 < Hi ? y0 + 1 : Hi - 1;
+    i00[x] = y0 * Wi + x0;
+    i01[x] = y0 * Wi + x1;
+    i10[x] = y1 * Wi + x0;
+    i11[x] = y1 * Wi + x1;
+    fx[x] = cx - x0f;
+    fy[x] = cy - y0f;
+  }
+}
+
+// dst[x] = bilinear_mix of plane p at the row's taps.
+inline void row_gather(int64_t W, const float* __restrict p, const int32_t* __restrict i00, const int32_t* __restrict i01,
+                       const int32_t* __restrict i10, const int32_t* __restrict i11, const float* __restrict fx,
+                       const float* __restrict fy, float* __restrict dst) {
+#pragma omp simd
+  for (int64_t x = 0; x < W; ++x) {
+    const float top = p[i00[x]] * (1.0f - fx[x]) + p[i01[x]] * fx[x];
+    const float bottom = p[i10[x]] * (1.0f - fx[x]) + p[i11[x]] * fx[x];
+    dst[x] = top * (1.0f - fy[x]) + bottom * fy[x];
+  }
+}
+
+// Per-row scratch of the tails: the taps of one row and float rows.
+struct RowScratch {
+  std::vector<int32_t> idx;
+  std::vector<float> f;
+  RowScratch(int64_t W, int64_t float_rows) : idx(4 * W), f(float_rows * W) {}
+};
+
+// The coarse head over rows [begin, end) of (B * h): flow (B, 2, h, w).
+DW_CPU_CLONES void coarse_head_rows(int64_t begin, int64_t end, const float* Gp, int64_t Ch, int64_t h, int64_t w,
+                                    const float* b1, const float* w2, const float* b2, float* flp) {
+  const int64_t hw = h * w;
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t b = r / h, y = r % h;
+    head_epilogue_row(Gp + b * Ch * hw + y * w, hw, w, b1, Ch, w2, b2, flp + (b * 2 * h + y) * w,
+                      flp + ((b * 2 + 1) * h + y) * w);
+  }
+}
+
+// The coarse tail's full-resolution rows [begin, end) of (B * H): cat(eyes, eyes warped by
+// the nearest-upsampled coarse flow, that flow) into op (B, 2 Ci + 2, H, W).
+DW_CPU_CLONES void coarse_warp_rows(int64_t begin, int64_t end, const float* ep, const float* flp, int64_t Ci,
+                                    int64_t H, int64_t W, int64_t h, int64_t w, float sx, float sy, float* op) {
+  const int64_t HW = H * W, Co = 2 * Ci + 2;
+  RowScratch s(W, 4);
+  std::vector<int32_t> xsrc(W);
+  for (int64_t x = 0; x < W; ++x)
+    xsrc[x] = nearest_src_index(static_cast<int>(x), static_cast<int>(w), static_cast<int>(W));
+  int32_t *i00 = s.idx.data(), *i01 = i00 + W, *i10 = i01 + W, *i11 = i10 + W;
+  float *dx = s.f.data(), *dy = dx + W, *fx = dy + W, *fy = fx + W;
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t b = r / H, y = r % H;
+    const int yl = nearest_src_index(static_cast<int>(y), static_cast<int>(h), static_cast<int>(H));
+    const float* f0 = flp + (b * 2 * h + yl) * w;
+    const float* f1 = f0 + h * w;
+    const float* img = ep + b * Ci * HW;
+    float* ob = op + b * Co * HW + y * W;
+    for (int64_t c = 0; c < Ci; ++c) std::copy(img + c * HW + y * W, img + c * HW + (y + 1) * W, ob + c * HW);
+    float* __restrict u0 = ob + 2 * Ci * HW;
+    float* __restrict u1 = u0 + HW;
+    for (int64_t x = 0; x < W; ++x) {
+      u0[x] = f0[xsrc[x]];
+      u1[x] = f1[xsrc[x]];
+    }
+#pragma omp simd
+    for (int64_t x = 0; x < W; ++x) {
+      dx[x] = u0[x] * sx;
+      dy[x] = u1[x] * sy;
+    }
+    row_taps(W, H, y, dx, dy, i00, i01, i10, i11, fx, fy);
+    for (int64_t c = 0; c < Ci; ++c) row_gather(W, img + c * HW, i00, i01, i10, i11, fx, fy, ob + (Ci + c) * HW);
+  }
+}
+
+// Everything the fine tail's per-row pass reads and writes (fine_tail_cpu fills it).
+struct FineRows {
+  const float *G, *Gc, *eyes, *up, *b1, *w2, *b2, *lb1, *lw2, *lb2, *lw3, *lb3;
+  float *out, *fine, *flow, *mask;  // fine, flow, mask: null unless asked for
+  int64_t H, W, Ci, Ch, Gr, L1, L2, h, w, eyes_sb, up_sb;
+  float sx, sy;
+};
+
+// Rows [begin, end) of (B * H): the fine head, flow = pixels(U_c + F_r), the warp, the LCM
+// (its coarse half upsampled here) and the blend.
+DW_CPU_CLONES void fine_rows(int64_t begin, int64_t end, const FineRows& a) {
+  const int64_t H = a.H, W = a.W, HW = H * W, Ci = a.Ci, L1 = a.L1, L2 = a.L2;
+  RowScratch s(W, 8 + Ci + L1);
+  int32_t *i00 = s.idx.data(), *i01 = i00 + W, *i10 = i01 + W, *i11 = i10 + W;
+  float *r0 = s.f.data(), *r1 = r0 + W, *dx = r1 + W, *dy = dx + W, *fx = dy + W, *fy = fx + W, *l0 = fy + W,
+        *l1 = l0 + W, *warped = l1 + W, *h1 = warped + Ci * W;
+  std::vector<int32_t> xsrc(W);
+  for (int64_t x = 0; x < W; ++x)
+    xsrc[x] = nearest_src_index(static_cast<int>(x), static_cast<int>(a.w), static_cast<int>(W));
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t b = r / H, y = r % H;
+    const float* Grow = a.G + b * a.Gr * HW + y * W;
+    head_epilogue_row(Grow, HW, W, a.b1, a.Ch, a.w2, a.b2, r0, r1);
+    const float* __restrict u0 = a.up + b * a.up_sb + y * W;
+    const float* __restrict u1 = u0 + HW;
+#pragma omp simd
+    for (int64_t x = 0; x < W; ++x) {
+      // flow = pixels(U_c + F_r), as the reference: (u + r) * scale.
+      dx[x] = (u0[x] + r0[x]) * a.sx;
+      dy[x] = (u1[x] + r1[x]) * a.sy;
+    }
+    if (a.flow) {
+      std::copy(dx, dx + W, a.flow + (b * 2) * HW + y * W);
+      std::copy(dy, dy + W, a.flow + (b * 2 + 1) * HW + y * W);
+    }
+    row_taps(W, H, y, dx, dy, i00, i01, i10, i11, fx, fy);
+    const float* img = a.eyes + b * a.eyes_sb;
+    for (int64_t c = 0; c < Ci; ++c) row_gather(W, img + c * HW, i00, i01, i10, i11, fx, fy, warped + c * W);
+    if (a.fine) {
+      for (int64_t c = 0; c < Ci; ++c) std::copy(warped + c * W, warped + (c + 1) * W, a.fine + (b * Ci + c) * HW + y * W);
+    }
+    if (!a.Gc) {
+      for (int64_t c = 0; c < Ci; ++c) std::copy(warped + c * W, warped + (c + 1) * W, a.out + (b * Ci + c) * HW + y * W);
+      continue;
+    }
+    const int yl = nearest_src_index(static_cast<int>(y), static_cast<int>(a.h), static_cast<int>(H));
+    for (int64_t j = 0; j < L1; ++j) {
+      const float* __restrict gf = Grow + (a.Ch + j) * HW;
+      const float* __restrict gc = a.Gc + (b * L1 + j) * a.h * a.w + yl * a.w;
+      float* __restrict hj = h1 + j * W;
+      const float bj = a.lb1[j];
+      for (int64_t x = 0; x < W; ++x) hj[x] = gc[xsrc[x]];
+#pragma omp simd
+      for (int64_t x = 0; x < W; ++x) {
+        const float v = hj[x] + gf[x] + bj;
+        hj[x] = v > 0.0f ? v : 0.0f;
+      }
+    }
+#pragma omp simd
+    for (int64_t x = 0; x < W; ++x) {
+      l0[x] = a.lb3[0];
+      l1[x] = a.lb3[1];
+    }
+    float* __restrict h2 = fx;  // the taps' fractions are spent
+    for (int64_t k = 0; k < L2; ++k) {
+#pragma omp simd
+      for (int64_t x = 0; x < W; ++x) h2[x] = a.lb2[k];
+      for (int64_t j = 0; j < L1; ++j) {
+        const float c = a.lw2[k * L1 + j];
+        const float* __restrict in = h1 + j * W;
+#pragma omp simd
+        for (int64_t x = 0; x < W; ++x) h2[x] += c * in[x];
+      }
+      const float a0 = a.lw3[k], a1 = a.lw3[L2 + k];
+#pragma omp simd
+      for (int64_t x = 0; x < W; ++x) {
+        const float hv = h2[x] > 0.0f ? h2[x] : 0.0f;
+        l0[x] += a0 * hv;
+        l1[x] += a1 * hv;
+      }
+    }
+    // softmax over the two palette logits (palette_weights): p1 = 1 / (1 + e^(l0 - l1)) is
+    // the mask, p0 = 1 - p1; out = warped * p0 + p1 (white palette).
+#pragma omp simd
+    for (int64_t x = 0; x < W; ++x) {
+      const float p1 = 1.0f / (1.0f + vexp(l0[x] - l1[x]));
+      l0[x] = 1.0f - p1;
+      l1[x] = p1;
+    }
+    for (int64_t c = 0; c < Ci; ++c) {
+      float* __restrict o = a.out + (b * Ci + c) * HW + y * W;
+      const float* __restrict wv = warped + c * W;
+#pragma omp simd
+      for (int64_t x = 0; x < W; ++x) o[x] = wv[x] * l0[x] + l1[x];
+    }
+    if (a.mask) std::copy(l1, l1 + W, a.mask + b * HW + y * W);
   }
 }
 
@@ -81,45 +312,21 @@ at::Tensor coarse_tail_cpu(const at::Tensor& feat, const at::Tensor& w1, const a
 
   // The head at the coarse resolution, (B, 2, h, w): each flow value is then read by
   // the ~4 full-resolution pixels that nearest upsampling maps onto it.
-  const at::Tensor G = at::matmul(w1, feat.reshape({B, C, hw}));  // (B, Ch, hw)
+  // bmm, not matmul: matmul may fold a channels-last operand and return G transposed.
+  const at::Tensor G = at::bmm(w1.expand({B, Ch, C}), feat.reshape({B, C, hw}));  // (B, Ch, hw)
+  TORCH_INTERNAL_ASSERT(G.is_contiguous());
   const float* Gp = G.data_ptr<float>();
   at::Tensor flow = at::empty({B, 2, h, w}, feat.options());
   float* flp = flow.data_ptr<float>();
   at::parallel_for(0, B * h, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t b = r / h, y = r % h;
-      head_epilogue_row(Gp + b * Ch * hw + y * w, hw, w, b1p, Ch, w2p, b2p, flp + (b * 2 * h + y) * w,
-                        flp + ((b * 2 + 1) * h + y) * w);
-    }
+    coarse_head_rows(begin, end, Gp, Ch, h, w, b1p, w2p, b2p, flp);
   });
 
-  const int64_t Co = 2 * Ci + 2;
-  at::Tensor out = at::empty({B, Co, H, W}, eyes.options());
+  at::Tensor out = at::empty({B, 2 * Ci + 2, H, W}, eyes.options());
   float* op = out.data_ptr<float>();
   const float sx = static_cast<float>(scale_x), sy = static_cast<float>(scale_y);
-  const int64_t HW = H * W;
   at::parallel_for(0, B * H, 8, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t b = r / H, y = r % H;
-      const int yl = nearest_src_index(static_cast<int>(y), static_cast<int>(h), static_cast<int>(H));
-      const float* f0 = flp + (b * 2 * h + yl) * w;
-      const float* f1 = f0 + h * w;
-      const float* img = ep + b * Ci * HW;
-      float* ob = op + b * Co * HW;
-      for (int64_t c = 0; c < Ci; ++c) std::copy(img + c * HW + y * W, img + c * HW + (y + 1) * W, ob + c * HW + y * W);
-      for (int64_t x = 0; x < W; ++x) {
-        const int xl = nearest_src_index(static_cast<int>(x), static_cast<int>(w), static_cast<int>(W));
-        const float u0 = f0[xl], u1 = f1[xl];
-        const BilinearTaps t = bilinear_taps(static_cast<int>(x), static_cast<int>(y), u0 * sx, u1 * sy,
-                                             static_cast<int>(H), static_cast<int>(W));
-        for (int64_t c = 0; c < Ci; ++c) {
-          const float* p = img + c * HW;
-          ob[(Ci + c) * HW + y * W + x] = bilinear_mix(t, p[t.i00], p[t.i01], p[t.i10], p[t.i11]);
-        }
-        ob[(2 * Ci) * HW + y * W + x] = u0;
-        ob[(2 * Ci + 1) * HW + y * W + x] = u1;
-      }
-    }
+    coarse_warp_rows(begin, end, ep, flp, Ci, H, W, h, w, sx, sy, op);
   });
   return out;
 }
@@ -142,10 +349,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fine_tail_cpu(
   // feat_c at the coarse resolution: a 1x1 layer commutes with nearest upsampling, so
   // the LCM's coarse half is computed on 4x fewer pixels and upsampled afterwards.
   const at::Tensor Wf = use_lcm ? at::cat({w1, lw1->narrow(1, Cc, Cf)}, 0) : w1;
-  const at::Tensor G = at::matmul(Wf, feat_f.reshape({B, Cf, HW}));  // (B, Ch + L1, HW)
+  // (feat_f and feat_c NCHW or channels-last: bmm reads either as they are; G is packed)
   const int64_t Gr = Ch + L1;
+  const at::Tensor G = at::bmm(Wf.expand({B, Gr, Cf}), feat_f.reshape({B, Cf, HW}));  // (B, Ch + L1, HW)
   at::Tensor Gc;
-  if (use_lcm) Gc = at::matmul(lw1->narrow(1, 0, Cc), feat_c.reshape({B, Cc, h * w}));  // (B, L1, hw)
+  if (use_lcm) Gc = at::bmm(lw1->narrow(1, 0, Cc).expand({B, L1, Cc}), feat_c.reshape({B, Cc, h * w}));  // (B, L1, hw)
+  TORCH_INTERNAL_ASSERT(G.is_contiguous() && (!use_lcm || Gc.is_contiguous()));
 
   auto opts = eyes.options();
   at::Tensor out = at::empty({B, Ci, H, W}, opts);
@@ -153,92 +362,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fine_tail_cpu(
   at::Tensor flow = intermediates ? at::empty({B, 2, H, W}, opts) : at::empty({0}, opts);
   at::Tensor mask = (intermediates && use_lcm) ? at::empty({B, 1, H, W}, opts) : at::empty({0}, opts);
 
-  const float* Gp = G.data_ptr<float>();
-  const float* Gcp = use_lcm ? Gc.data_ptr<float>() : nullptr;
-  const float* ep = eyes.data_ptr<float>();
-  const float* up = up_c.data_ptr<float>();
-  const float *b1p = b1.data_ptr<float>(), *w2p = w2.data_ptr<float>(), *b2p = b2.data_ptr<float>();
-  const float* lb1p = use_lcm ? lb1->data_ptr<float>() : nullptr;
-  const float* lw2p = use_lcm ? lw2->data_ptr<float>() : nullptr;
-  const float* lb2p = use_lcm ? lb2->data_ptr<float>() : nullptr;
-  const float* lw3p = use_lcm ? lw3->data_ptr<float>() : nullptr;
-  const float* lb3p = use_lcm ? lb3->data_ptr<float>() : nullptr;
-  float* op = out.data_ptr<float>();
-  float* finep = intermediates ? fine.data_ptr<float>() : nullptr;
-  float* flowp = intermediates ? flow.data_ptr<float>() : nullptr;
-  float* maskp = (intermediates && use_lcm) ? mask.data_ptr<float>() : nullptr;
-  const float sx = static_cast<float>(scale_x), sy = static_cast<float>(scale_y);
-
-  at::parallel_for(0, B * H, 4, [&](int64_t begin, int64_t end) {
-    std::vector<float> r0(W), r1(W), warped(Ci * W), h1(L1 * W), h2(W), l0(W), l1(W);
-    std::vector<int> xsrc(W);
-    for (int64_t x = 0; x < W; ++x)
-      xsrc[x] = nearest_src_index(static_cast<int>(x), static_cast<int>(w), static_cast<int>(W));
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t b = r / H, y = r % H;
-      const float* Grow = Gp + b * Gr * HW + y * W;
-      head_epilogue_row(Grow, HW, W, b1p, Ch, w2p, b2p, r0.data(), r1.data());
-      const float* u0 = up + b * up_sb + y * W;
-      const float* u1 = u0 + HW;
-      const float* img = ep + b * eyes_sb;
-      for (int64_t x = 0; x < W; ++x) {
-        // flow = pixels(U_c + F_r), as the reference: (u + r) * scale.
-        const float dx = (u0[x] + r0[x]) * sx, dy = (u1[x] + r1[x]) * sy;
-        if (flowp) {
-          flowp[(b * 2) * HW + y * W + x] = dx;
-          flowp[(b * 2 + 1) * HW + y * W + x] = dy;
-        }
-        const BilinearTaps t =
-            bilinear_taps(static_cast<int>(x), static_cast<int>(y), dx, dy, static_cast<int>(H), static_cast<int>(W));
-        for (int64_t c = 0; c < Ci; ++c) {
-          const float* p = img + c * HW;
-          warped[c * W + x] = bilinear_mix(t, p[t.i00], p[t.i01], p[t.i10], p[t.i11]);
-        }
-      }
-      if (finep) {
-        for (int64_t c = 0; c < Ci; ++c) std::copy(&warped[c * W], &warped[(c + 1) * W], finep + (b * Ci + c) * HW + y * W);
-      }
-      if (!use_lcm) {
-        for (int64_t c = 0; c < Ci; ++c) std::copy(&warped[c * W], &warped[(c + 1) * W], op + (b * Ci + c) * HW + y * W);
-        continue;
-      }
-      const int yl = nearest_src_index(static_cast<int>(y), static_cast<int>(h), static_cast<int>(H));
-      for (int64_t j = 0; j < L1; ++j) {
-        const float* __restrict gf = Grow + (Ch + j) * HW;
-        const float* __restrict gc = Gcp + (b * L1 + j) * h * w + yl * w;
-        float* __restrict hj = &h1[j * W];
-        const float bj = lb1p[j];
-        for (int64_t x = 0; x < W; ++x) {
-          const float v = gc[xsrc[x]] + gf[x] + bj;
-          hj[x] = v > 0.0f ? v : 0.0f;
-        }
-      }
-      for (int64_t x = 0; x < W; ++x) {
-        l0[x] = lb3p[0];
-        l1[x] = lb3p[1];
-      }
-      for (int64_t k = 0; k < L2; ++k) {
-        for (int64_t x = 0; x < W; ++x) h2[x] = lb2p[k];
-        for (int64_t j = 0; j < L1; ++j) {
-          const float a = lw2p[k * L1 + j];
-          const float* __restrict in = &h1[j * W];
-          for (int64_t x = 0; x < W; ++x) h2[x] += a * in[x];
-        }
-        const float a0 = lw3p[k], a1 = lw3p[L2 + k];
-        for (int64_t x = 0; x < W; ++x) {
-          const float hv = h2[x] > 0.0f ? h2[x] : 0.0f;
-          l0[x] += a0 * hv;
-          l1[x] += a1 * hv;
-        }
-      }
-      for (int64_t x = 0; x < W; ++x) {
-        float p0, p1;
-        palette_weights(l0[x], l1[x], p0, p1);
-        for (int64_t c = 0; c < Ci; ++c) op[(b * Ci + c) * HW + y * W + x] = warped[c * W + x] * p0 + p1;
-        if (maskp) maskp[b * HW + y * W + x] = 1.0f / (1.0f + std::exp(l0[x] - l1[x]));
-      }
-    }
-  });
+  FineRows a;
+  a.G = G.data_ptr<float>();
+  a.Gc = use_lcm ? Gc.data_ptr<float>() : nullptr;
+  a.eyes = eyes.data_ptr<float>();
+  a.up = up_c.data_ptr<float>();
+  a.b1 = b1.data_ptr<float>();
+  a.w2 = w2.data_ptr<float>();
+  a.b2 = b2.data_ptr<float>();
+  a.lb1 = use_lcm ? lb1->data_ptr<float>() : nullptr;
+  a.lw2 = use_lcm ? lw2->data_ptr<float>() : nullptr;
+  a.lb2 = use_lcm ? lb2->data_ptr<float>() : nullptr;
+  a.lw3 = use_lcm ? lw3->data_ptr<float>() : nullptr;
+  a.lb3 = use_lcm ? lb3->data_ptr<float>() : nullptr;
+  a.out = out.data_ptr<float>();
+  a.fine = intermediates ? fine.data_ptr<float>() : nullptr;
+  a.flow = intermediates ? flow.data_ptr<float>() : nullptr;
+  a.mask = (intermediates && use_lcm) ? mask.data_ptr<float>() : nullptr;
+  a.H = H;
+  a.W = W;
+  a.Ci = Ci;
+  a.Ch = Ch;
+  a.Gr = Gr;
+  a.L1 = L1;
+  a.L2 = L2;
+  a.h = h;
+  a.w = w;
+  a.eyes_sb = eyes_sb;
+  a.up_sb = up_sb;
+  a.sx = static_cast<float>(scale_x);
+  a.sy = static_cast<float>(scale_y);
+  at::parallel_for(0, B * H, 4, [&](int64_t begin, int64_t end) { fine_rows(begin, end, a); });
   return {out, fine, flow, mask};
 }
 

@@ -61,15 +61,16 @@ from .validation import check_inputs
 Tensor = torch.Tensor
 # Eyes per call on a CPU (see AcceleratedDeepWarp._chunked).
 CPU_CHUNK = 16
-# With several intra-op threads, a CPU batch is split over that many worker threads, each
-# running whole chunks on one core (its activations stay in that core's caches), instead
-# of splitting every small convolution over the cores (see _eye_pool).
+# With several intra-op threads, a CPU batch is split over that many threads, each running
+# whole chunks on one core (its activations stay in that core's caches), instead of
+# splitting every small convolution over the cores: inside the extension's whole-forward
+# call (OpenMP, no Python between the layers), else over worker threads (see _eye_pool).
 CPU_EYE_THREADS = True
-# ... when every core gets at least this many eyes (2 threads: B=4 in 4.7 ms split by eyes,
-# 6.0 ms split op by op; B=2 the same either way; 2-core Xeon, 2026-12-05).
-CPU_EYE_MIN = 2
-# The extension's whole-forward call runs the towers' convolutions channels-last.
-CPU_CHANNELS_LAST = True
+# ... when every core gets at least this many eyes: inside the C++ call one (B=2 on 2 threads:
+# 1.44 ms side by side, 1.49 op by op; 2-core Xeon, 2026-12-05), over Python worker threads
+# two (at B=2 the hand-offs cost more than they save: 2.3-2.6 ms against 1.9 op by op).
+CPU_EYE_MIN = 1
+CPU_POOL_MIN = 2
 
 _POOLS: dict = {}
 _POOL_LOCK = threading.Lock()
@@ -145,6 +146,8 @@ class AcceleratedDeepWarp(nn.Module):
         self.cuda_graphs = cuda_graphs
         self.provenance = getattr(model, "provenance", None)
         self._graphs: Dict[tuple, tuple] = {}
+        self._plan = None  # see _cpu_plan
+        self._whole_ok: Dict[torch.dtype, bool] = {}
         device = next(model.parameters()).device
         self.fused, self.unfused_reason = fused_path_supported(cfg)
         if not self.fused:
@@ -241,22 +244,23 @@ class AcceleratedDeepWarp(nn.Module):
             return self._chunked(eyes, anchors, angles, "fields")
 
     def _chunked(self, eyes: Tensor, anchors: Tensor, angles: Tensor, mode: str):
-        """``_forward`` on a CPU: over chunks of at most CPU_CHUNK eyes (a big batch's
+        """The forward on a CPU, in chunks of at most CPU_CHUNK eyes (a big batch's
         activations, B x 32 x 41 x 51 floats per layer, spill out of the caches: 256 eyes in
-        one call cost ~1.8x what they cost in chunks of 16), the chunks split over the cores
-        (one worker thread per core, see _eye_pool), and for the output every layer in one
-        C++ call (the extension's forward_cpu). Inference only: the caller runs no_grad."""
+        one call cost ~1.8x what they cost in chunks of 16) split over the cores, each core
+        running whole chunks: the output and the fields in one C++ call (the extension's
+        forward_cpu, which chunks and splits by itself), the intermediates layer by layer
+        on worker threads (see _eye_pool). Inference only: the caller runs no_grad."""
         B = eyes.shape[0]
         if eyes.device.type != "cpu":
             return self._forward(eyes, anchors, angles, mode)
-        forward = self._forward
+        cores = torch.get_num_threads() if CPU_EYE_THREADS else 1
         if mode != "intermediates" and self._whole_forward_ok(eyes):
-            forward = self._whole_forward_cpu  # every layer in one C++ call
-        # Split over the cores by eyes only where each core gets work enough: at one face
-        # (B=2) the intra-op split of each op is as fast (2-core Xeon, measured).
-        threads = min(torch.get_num_threads() if CPU_EYE_THREADS else 1, B // CPU_EYE_MIN)
-        if threads <= 1 and (B <= CPU_CHUNK or forward is not self._forward):
-            return forward(eyes, anchors, angles, mode)
+            # every layer in one C++ call, which chunks and splits over the cores by itself
+            return self._whole_forward_cpu(eyes, anchors, angles, mode, max(min(cores, B // CPU_EYE_MIN), 1))
+        threads = min(cores, B // CPU_POOL_MIN)
+        if threads <= 1 and B <= CPU_CHUNK:
+            return self._forward(eyes, anchors, angles, mode)
+        forward = self._forward
         size = min(CPU_CHUNK, -(-B // threads))
         spans = [(i, min(i + size, B)) for i in range(0, B, size)]
         run = lambda s: forward(eyes[s[0]:s[1]], anchors[s[0]:s[1]], angles[s[0]:s[1]], mode)  # noqa: E731
@@ -286,35 +290,54 @@ class AcceleratedDeepWarp(nn.Module):
 
     def _whole_forward_ok(self, eyes: Tensor) -> bool:
         """Does the extension's ``forward_cpu`` apply (its backend, float32, an extension
-        built with it)?"""
+        built with it)? Cached per dtype (cleared when the model moves)."""
         dt = self.dtype or eyes.dtype
-        if dt != torch.float32 or self.op_backends(eyes.device, dt)["conv"] != "cuda":
-            return False
-        from . import _ext
+        ok = self._whole_ok.get(dt)
+        if ok is None:
+            ok = dt == torch.float32 and self.op_backends(eyes.device, dt)["conv"] == "cuda"
+            if ok:
+                from . import _ext
 
-        return hasattr(_ext.require(), "forward_cpu")
+                ok = hasattr(_ext.require(), "forward_cpu")
+            self._whole_ok[dt] = ok
+        return ok
 
-    def _whole_forward_cpu(self, eyes: Tensor, anchors: Tensor, angles: Tensor, mode: str = "output"):
-        """The output, or the fields (mode "fields"), through the extension's
-        ``forward_cpu``: every layer in one C++ call (chunks of CPU_CHUNK eyes, the GIL
-        released), where ``_whole_forward_ok``."""
-        from . import _ext
-
+    def _cpu_plan(self) -> tuple:
+        """The model's arguments of the extension's ``forward_cpu``: the k x k weights
+        channels-last, the map terms' P and inb transposed, the rest as they are. Built once
+        and reused while no tensor it comes from has changed (in-place updates bump a
+        tensor's version; moving the model clears it)."""
+        plan = self._plan
+        if plan is not None and all(t._version == v for t, v in plan[0]):
+            return plan[1]
+        CL = torch.channels_last
         cfg = self.config
-        dt = self.dtype or eyes.dtype
-        ext = _ext.require()
-        vec = self._vec(anchors, angles)
-        tower = lambda n, k: ([getattr(self, f"{n}_w{i}") for i in range(k)],  # noqa: E731
-                              [getattr(self, f"{n}_b{i}") for i in range(k)],
-                              getattr(self, f"{n}_M"), getattr(self, f"{n}_P"), getattr(self, f"{n}_inb"),
-                              [getattr(self, f"{n}_head_{s}") for s in ("w1", "b1", "w2", "b2")])
+
+        def tower(n, k):
+            ws = [getattr(self, f"{n}_w{i}") for i in range(k)]
+            return ([w.contiguous(memory_format=CL) for w in ws], [getattr(self, f"{n}_b{i}") for i in range(k)],
+                    getattr(self, f"{n}_M"), getattr(self, f"{n}_P").t().contiguous(),
+                    getattr(self, f"{n}_inb").t().contiguous(),
+                    [getattr(self, f"{n}_head_{s}") for s in ("w1", "b1", "w2", "b2")])
+
         lcm = [getattr(self, n) for n in ("lcm_w1", "lcm_b1", "lcm_w2", "lcm_b2", "lcm_w3", "lcm_b3")] if cfg.use_lcm else []
-        res = ext.forward_cpu(eyes.to(dt).contiguous(), vec, *tower("coarse", self.n_body[0]),
-                              *tower("fine", self.n_body[1]), lcm, self.scale_x, self.scale_y, CPU_CHUNK,
-                              CPU_CHANNELS_LAST, mode == "fields")
+        args = (*tower("coarse", self.n_body[0]), *tower("fine", self.n_body[1]), lcm)
+        sources = [t for _, t in self.named_buffers() if t is not None]
+        self._plan = ([(t, t._version) for t in sources], args)
+        return args
+
+    def _whole_forward_cpu(self, eyes: Tensor, anchors: Tensor, angles: Tensor, mode: str = "output", eye_threads: int = 1):
+        """The output, or the fields (mode "fields"), through the extension's
+        ``forward_cpu``: every layer in one C++ call (chunks of CPU_CHUNK eyes, side by side
+        on ``eye_threads`` threads, the GIL released), where ``_whole_forward_ok``."""
+        from . import _ext
+
+        res = _ext.require().forward_cpu(eyes.to(self.dtype or eyes.dtype).contiguous(), self._vec(anchors, angles),
+                                         *self._cpu_plan(), self.scale_x, self.scale_y, CPU_CHUNK, eye_threads,
+                                         mode == "fields")
         if mode == "fields":
             flow, mask = res
-            return flow.to(eyes.dtype), (mask.to(eyes.dtype) if cfg.use_lcm else None)
+            return flow.to(eyes.dtype), (mask.to(eyes.dtype) if self.config.use_lcm else None)
         return res[0].to(eyes.dtype)
 
     def _vec(self, anchors: Tensor, angles: Tensor) -> Tensor:
@@ -416,6 +439,8 @@ class AcceleratedDeepWarp(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):
         self._graphs.clear()  # captured graphs point at the old tensors
+        self._plan = None
+        self._whole_ok = {}
         return super()._apply(fn, *args, **kwargs)
 
     def extra_repr(self) -> str:

@@ -276,10 +276,8 @@ def test_big_cpu_batches_run_in_chunks_with_the_same_results(gen, monkeypatch, u
     chunks = (mod.CPU_CHUNK, mod.CPU_CHUNK, 3)
     if not acc._whole_forward_ok(x[0]):
         expected = [("_forward", n) for n in chunks] * 3
-    else:  # one C++ call chunks by itself; split over threads, one per chunk
-        split = mod.CPU_EYE_THREADS and min(torch.get_num_threads(), B // mod.CPU_EYE_MIN) > 1
-        # the output and the fields through the whole-forward call, the intermediates layer by layer
-        expected = [("_whole_forward_cpu", n) for n in (chunks if split else (B,))] * 2 + [("_forward", n) for n in chunks]
+    else:  # one C++ call for the output and one for the fields (it chunks by itself); the intermediates layer by layer
+        expected = [("_whole_forward_cpu", B)] * 2 + [("_forward", n) for n in chunks]
     assert sorted(calls) == sorted(expected)
     assert type(inter).__name__ == "DeepWarpOutput" and inter.output.shape[0] == B
     with torch.no_grad():
@@ -300,34 +298,87 @@ def test_big_cpu_batches_run_in_chunks_with_the_same_results(gen, monkeypatch, u
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_cpu_batches_split_over_cores_match_the_reference(gen, threads):
-    """With several intra-op threads, a CPU batch runs chunk by chunk on worker threads of
-    one core each (and the output through the extension's whole-forward call): the same
-    results as the reference, for the output and the fields, and one face (B=2) too."""
+    """With several intra-op threads, a CPU batch runs chunk by chunk, one core each: the
+    output and the fields inside the extension's whole-forward call (eye_threads = the
+    thread count), the intermediates on Python worker threads of one core each. The same
+    results as the reference, for one face (B=2) too, under inference mode and no_grad
+    (the C++ workers take the caller's thread-local state: an inference-mode output is
+    written in place by them)."""
     import sys
     import threading
 
     mod = sys.modules["deepwarp_fast.accelerate"]
     model = _model()
     acc = accelerate(model)
-    seen = set()
-    for name in ("_forward", "_whole_forward_cpu"):
-        fn = getattr(acc, name)
-        setattr(acc, name, lambda *a, fn=fn: seen.add(threading.current_thread().name) or fn(*a))
+    seen, eye_threads = set(), []
+    fwd = acc._forward
+    acc._forward = lambda *a: seen.add(threading.current_thread().name) or fwd(*a)
+    whole = acc._whole_forward_cpu
+    acc._whole_forward_cpu = lambda *a: eye_threads.append((a[0].shape[0], a[-1])) or whole(*a)
     x = inputs(gen, 40, CFG)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with torch.inference_mode():
-            out = acc(*x)
-            flow, mask = acc.fields(*x)
-            small = acc(*(t[:2] for t in x))
-        with torch.no_grad():
-            ref, (ref_flow, ref_mask) = model(*x), model.fields(*x)
-        assert torch.get_num_threads() == threads, "the caller's thread count is restored"
-        assert _max_err(out, ref) <= 1e-4 and _max_err(small, ref[:2]) <= 1e-4
-        assert _max_err(flow, ref_flow) <= 1e-4 * max(1.0, ref_flow.abs().max().item())
-        assert _max_err(mask, ref_mask) <= 1e-4
+        for mode in (torch.inference_mode, torch.no_grad):
+            with mode():
+                out = acc(*x)
+                flow, mask = acc.fields(*x)
+                small = acc(*(t[:2] for t in x))
+                inter = acc(*x, return_intermediates=True)
+            with torch.no_grad():
+                ref, (ref_flow, ref_mask) = model(*x), model.fields(*x)
+            assert torch.get_num_threads() == threads, "the caller's thread count is restored"
+            assert _max_err(out, ref) <= 1e-4 and _max_err(small, ref[:2]) <= 1e-4
+            assert _max_err(inter.output, ref) <= 1e-4
+            assert _max_err(flow, ref_flow) <= 1e-4 * max(1.0, ref_flow.abs().max().item())
+            assert _max_err(mask, ref_mask) <= 1e-4
         workers = {n for n in seen if n.startswith("deepwarp-eyes")}
         assert bool(workers) == (threads > 1 and mod.CPU_EYE_THREADS)
+        if acc._whole_forward_ok(x[0]):
+            side = threads if mod.CPU_EYE_THREADS else 1
+            assert sorted(set(eye_threads)) == sorted({(40, side), (2, min(side, 2 // mod.CPU_EYE_MIN))})
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("B", [1, 2, 5, 37])
+def test_whole_forward_side_by_side_equals_one_after_another(gen, B):
+    """The extension's forward_cpu gives the same output and fields whether its chunks run
+    one after the other (eye_threads=1, each op over the intra-op threads) or side by side
+    (eye_threads=2), within float rounding of oneDNN's per-batch-size kernels."""
+    acc = accelerate(_model())
+    x = inputs(gen, B, CFG)
+    if not acc._whole_forward_ok(x[0]):
+        pytest.skip("the extension's whole-forward call is not built here")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            for mode in ("output", "fields"):
+                one = acc._whole_forward_cpu(*x, mode, 1)
+                two = acc._whole_forward_cpu(*x, mode, 2)
+                one, two = (one, two) if mode == "fields" else ((one,), (two,))
+                for a, b in zip(one, two):
+                    assert a.shape == b.shape and torch.isfinite(a).all()
+                    assert _max_err(a, b) <= 1e-5 * max(1.0, a.abs().max().item())
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cpu_plan_follows_in_place_weight_updates(gen):
+    """The whole-forward call's prepared weights (channels-last copies, transposed map
+    terms) are rebuilt when a buffer changes in place (load_state_dict, .copy_)."""
+    acc = accelerate(_model())
+    x = inputs(gen, 3, CFG)
+    if not acc._whole_forward_ok(x[0]):
+        pytest.skip("the extension's whole-forward call is not built here")
+    with torch.no_grad():
+        before = acc(*x)
+        saved = {k: v.clone() for k, v in acc.state_dict().items()}
+        acc.fine_w2.mul_(0.5)
+        acc.coarse_P.add_(0.3)
+        changed = acc(*x)
+        acc.load_state_dict(saved)
+        after = acc(*x)
+    assert _max_err(changed, before) > 1e-3
+    assert torch.equal(after, before)
