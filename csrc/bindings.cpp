@@ -225,6 +225,7 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
   std::vector<torch::Tensor> cw_cl, fw_cl;  // no copies when the caller passes them channels-last
   for (const auto& w : cw) cw_cl.push_back(w.contiguous(CL));
   for (const auto& w : fw) fw_cl.push_back(w.contiguous(CL));
+  const auto wt0 = cw[0].permute({1, 2, 3, 0}).contiguous();  // (Cin, k, k, Cout)
   const bool mkldnn = at::hasMKLDNN();
   auto conv = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
                   const c10::optional<torch::Tensor>& extra) {
@@ -241,7 +242,8 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
   torch::Tensor mask = fields && !lcm.empty() ? at::empty({B, 1, H, W}, e_all.options()) : at::empty({0}, e_all.options());
   auto run = [&](int64_t b0, int64_t b1) {
     const auto e = e_all.slice(0, b0, b1), v = v_all.slice(0, b0, b1);
-    auto x = conv(at::avg_pool2d(e, 2).contiguous(CL), cw_cl[0], cb[0], map_term(v, cM, cPT, cinbT, H / 2, W / 2));
+    // the pooling, the 3-channel first layer, its map term and ReLU in one pass (pooled_first_conv_cpu)
+    auto x = pooled_first_conv_cpu(e, wt0, cb[0], map_term(v, cM, cPT, cinbT, H / 2, W / 2));
     for (size_t i = 1; i < cw.size(); ++i) x = conv(x, cw_cl[i], cb[i], c10::nullopt);
     // The tails read the features only through their 1x1 layers' GEMMs, which take the
     // channels-last maps as they are (a transposed operand): no layout copy.

@@ -16,6 +16,10 @@ namespace deepwarp {
 // ---- CPU implementations (ops_cpu.cpp); arguments are already checked.
 at::Tensor conv_bias_relu_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                  const c10::optional<at::Tensor>& extra, bool relu);
+// relu(conv(avg_pool2d(eyes, 2), wt) + bias + map_term), channels-last (n, Cout, H/2, W/2):
+// eyes (n, Cin, H, W) with packed rows; wt (Cin, k, k, Cout); map_term (n, Cout, H/2, W/2).
+at::Tensor pooled_first_conv_cpu(const at::Tensor& eyes, const at::Tensor& wt, const at::Tensor& bias,
+                                 const at::Tensor& map_term);
 at::Tensor coarse_tail_cpu(const at::Tensor& feat, const at::Tensor& w1, const at::Tensor& b1,
                               const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& eyes,
                               double scale_x, double scale_y);
