@@ -172,10 +172,51 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> fine_tail
                        lw2, lb2, lw3, lb3, scale_x, scale_y, intermediates);
 }
 
+// (B, D + 2K) float32: [relu(fc2(relu(fc1(angles)))), anchors' x, anchors' y] (the
+// accelerated model's _vec) in plain loops: a few hundred multiply-adds per eye, which as
+// PyTorch ops cost ~30-70 us of dispatch per call.
+torch::Tensor angle_vec(const torch::Tensor& anchors, const torch::Tensor& angles, const std::vector<torch::Tensor>& emb) {
+  TORCH_CHECK(emb.size() == 4, "emb must hold (fc1 weight, fc1 bias, fc2 weight, fc2 bias)");
+  TORCH_CHECK(angles.dim() == 2 && angles.size(1) == 2 && angles.scalar_type() == at::kFloat && angles.device().is_cpu(),
+              "angles must be a float32 CPU (B, 2) tensor, got ", shape_str(angles));
+  const int64_t B = angles.size(0);
+  TORCH_CHECK(anchors.dim() == 3 && anchors.size(0) == B && anchors.size(2) == 2 && anchors.scalar_type() == at::kFloat &&
+                  anchors.device().is_cpu(),
+              "anchors must be a float32 CPU (B, K, 2) tensor with angles' batch size, got ", shape_str(anchors));
+  const int64_t Hd = emb[0].size(0), D = emb[2].size(0), K = anchors.size(1);
+  check_param(emb[0], "fc1 weight", {Hd, 2}, angles, "angles");
+  check_param(emb[1], "fc1 bias", {Hd}, angles, "angles");
+  check_param(emb[2], "fc2 weight", {D, Hd}, angles, "angles");
+  check_param(emb[3], "fc2 bias", {D}, angles, "angles");
+  const auto an = anchors.contiguous(), ag = angles.contiguous();
+  torch::Tensor vec = at::empty({B, D + 2 * K}, angles.options());
+  const float *w1 = emb[0].data_ptr<float>(), *b1 = emb[1].data_ptr<float>(), *w2 = emb[2].data_ptr<float>(),
+              *b2 = emb[3].data_ptr<float>(), *pa = an.data_ptr<float>(), *pg = ag.data_ptr<float>();
+  float* v = vec.data_ptr<float>();
+  std::vector<float> hid(Hd);
+  for (int64_t b = 0; b < B; ++b, v += D + 2 * K) {
+    for (int64_t j = 0; j < Hd; ++j) {
+      const float h = b1[j] + w1[2 * j] * pg[2 * b] + w1[2 * j + 1] * pg[2 * b + 1];
+      hid[j] = h > 0.0f ? h : 0.0f;
+    }
+    for (int64_t d = 0; d < D; ++d) {
+      float o = b2[d];
+      for (int64_t j = 0; j < Hd; ++j) o += w2[d * Hd + j] * hid[j];
+      v[d] = o > 0.0f ? o : 0.0f;
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      v[D + k] = pa[(b * K + k) * 2];
+      v[D + K + k] = pa[(b * K + k) * 2 + 1];
+    }
+  }
+  return vec;
+}
+
 // The whole accelerated forward on the CPU, in chunks of at most ``chunk`` eyes (the
 // 20x25 and 41x51 maps of 16-32 channels stay in the caches), with no Python between the
-// layers and the GIL released. vec (B, V): the angle embedding and the anchors, as
-// accelerate.py builds it; cw/fw: the towers' k x k weights, channels-last (NHWC: oneDNN's
+// layers and the GIL released. anchors (B, K, 2), angles (B, 2) and emb (the angle
+// embedding's fc1 weight, bias, fc2 weight, bias) make vec (B, D + 2K), what the first
+// layers' map terms multiply (angle_vec, as accelerate.py's _vec); cw/fw: the towers' k x k weights, channels-last (NHWC: oneDNN's
 // direct kernels, no reorder per call); M/PT/inbT: each tower's first-layer map term
 // P + (vec M) inb with P and inb transposed, (hw, Cout) and (hw, taps), so that it comes out
 // channels-last like the convolution it is added to; lcm: 6 tensors or none.
@@ -183,17 +224,20 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> fine_tail
 // one per thread, every op inside on its own thread (two whole eyes scale across cores where
 // one 41x51 convolution split over them does not); 1: one chunk after the other, each op
 // splitting over the intra-op threads.
-std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::Tensor& vec, const std::vector<torch::Tensor>& cw,
+std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::Tensor& anchors, const torch::Tensor& angles,
+                          const std::vector<torch::Tensor>& emb, const std::vector<torch::Tensor>& cw,
                           const std::vector<torch::Tensor>& cb, const torch::Tensor& cM, const torch::Tensor& cPT,
                           const torch::Tensor& cinbT, const std::vector<torch::Tensor>& head_c,
                           const std::vector<torch::Tensor>& fw, const std::vector<torch::Tensor>& fb,
                           const torch::Tensor& fM, const torch::Tensor& fPT, const torch::Tensor& finbT,
                           const std::vector<torch::Tensor>& head_f, const std::vector<torch::Tensor>& lcm,
-                          double scale_x, double scale_y, int64_t chunk, int64_t eye_threads, bool fields) {
+                          double scale_x, double scale_y, int64_t chunk, int64_t eye_threads, bool fields,
+                          bool direct_conv) {
   check_activation(eyes, "eyes", 4);
   TORCH_CHECK(eyes.device().is_cpu(), "forward_cpu runs on CPU tensors, got ", eyes.device());
-  TORCH_CHECK(vec.dim() == 2 && vec.size(0) == eyes.size(0) && vec.scalar_type() == at::kFloat,
-              "vec must be float32 (B, V), got ", shape_str(vec));
+  const auto vec = angle_vec(anchors, angles, emb);
+  TORCH_CHECK(vec.size(0) == eyes.size(0), "anchors and angles must have eyes' batch size ", eyes.size(0), ", got ",
+              vec.size(0));
   TORCH_CHECK(!cw.empty() && cw.size() == cb.size() && !fw.empty() && fw.size() == fb.size(),
               "each tower needs as many weights as biases, at least one");
   TORCH_CHECK(head_c.size() == 4 && head_f.size() == 4, "head_c and head_f must hold (w1, b1, w2, b2)");
@@ -227,8 +271,17 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
   for (const auto& w : fw) fw_cl.push_back(w.contiguous(CL));
   const auto wt0 = cw[0].permute({1, 2, 3, 0}).contiguous();  // (Cin, k, k, Cout)
   const bool mkldnn = at::hasMKLDNN();
+  const bool direct = direct_conv;
   auto conv = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
                   const c10::optional<torch::Tensor>& extra) {
+    // The extension's own loops where they beat oneDNN: one eye (a chunk of one, as B=2 on 2
+    // threads runs), layers under ~15M multiply-adds per eye (2-core Xeon, 2026-12-05, one
+    // eye: 42 vs 71 us on the coarse 16->32 layer, 79 vs 96 on the coarse 32->32, 113 vs 123
+    // on the fine 8->16 5x5, 137 vs 150 on the fine 16->32; oneDNN wins on the fine 32->32,
+    // 255 vs 265-275 us, and on chunks of 16 eyes, where the whole forward took 19.1 ms
+    // with these loops and 17.3 with oneDNN).
+    const int64_t macs = x.size(1) * w.size(0) * w.size(2) * w.size(3) * x.size(2) * x.size(3);
+    if (direct && x.size(0) == 1 && direct_conv_supported(w) && macs < 15000000) return direct_conv_relu_cpu(x, w, b, extra);
     const int64_t pad = w.size(2) / 2;
     // oneDNN directly: ATen's conv2d sends small single images (one eye's 20x25 maps, under
     // 20480 values) with 3x3 kernels to its im2col path, 2-3x slower here.
@@ -365,9 +418,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward_cpu", &deepwarp::forward_cpu,
         "the whole accelerated forward on the CPU: [output] or, with fields, [flow, mask]; chunk by chunk, "
         "side by side on eye_threads threads, GIL released",
-        py::arg("eyes"), py::arg("vec"), py::arg("coarse_w"), py::arg("coarse_b"), py::arg("coarse_M"),
+        py::arg("eyes"), py::arg("anchors"), py::arg("angles"), py::arg("emb"), py::arg("coarse_w"), py::arg("coarse_b"), py::arg("coarse_M"),
         py::arg("coarse_PT"), py::arg("coarse_inbT"), py::arg("head_c"), py::arg("fine_w"), py::arg("fine_b"),
         py::arg("fine_M"), py::arg("fine_PT"), py::arg("fine_inbT"), py::arg("head_f"), py::arg("lcm"),
-        py::arg("scale_x"), py::arg("scale_y"), py::arg("chunk"), py::arg("eye_threads") = 1, py::arg("fields") = false,
+        py::arg("scale_x"), py::arg("scale_y"), py::arg("chunk"), py::arg("eye_threads") = 1, py::arg("fields") = false, py::arg("direct_conv") = true,
         py::call_guard<py::gil_scoped_release>());
 }

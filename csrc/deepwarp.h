@@ -20,6 +20,12 @@ at::Tensor conv_bias_relu_cpu(const at::Tensor& x, const at::Tensor& weight, con
 // eyes (n, Cin, H, W) with packed rows; wt (Cin, k, k, Cout); map_term (n, Cout, H/2, W/2).
 at::Tensor pooled_first_conv_cpu(const at::Tensor& eyes, const at::Tensor& wt, const at::Tensor& bias,
                                  const at::Tensor& map_term);
+// relu(conv(x, weight) + bias (+ extra)) for a k x k "same" convolution, channels-last out,
+// by the extension's own register-blocked loops; for weight.size(0) 16 or 32 only
+// (direct_conv_supported). Faster than oneDNN on one eye's small layers (see forward_cpu).
+bool direct_conv_supported(const at::Tensor& weight);
+at::Tensor direct_conv_relu_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                const c10::optional<at::Tensor>& extra);
 at::Tensor coarse_tail_cpu(const at::Tensor& feat, const at::Tensor& w1, const at::Tensor& b1,
                               const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& eyes,
                               double scale_x, double scale_y);

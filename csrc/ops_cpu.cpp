@@ -338,6 +338,50 @@ DW_CPU_CLONES void small_conv_rows(int64_t begin, int64_t end, const float* __re
   }
 }
 
+// A k x k "same" convolution + bias (+ extra) + ReLU over output rows [begin, end) of
+// (n * h), channels-last: pin is the input zero-padded to (n, h + k - 1, wp, Cin), wt the
+// weight as (Cin, k, k, CO), extra (n, h, w, CO) or null. XB output pixels of a row at a
+// time, CO output channels each: XB x CO accumulators in registers (CO = 16 or 32: one or
+// two AVX-512 vectors), every weight vector loaded once per XB pixels, every input value
+// broadcast once per CO channels.
+template <int XB, int CO>
+DW_CPU_CLONES void direct_conv_rows(int64_t begin, int64_t end, const float* __restrict pin, int64_t wp,
+                                    const float* __restrict wt, const float* __restrict bias,
+                                    const float* __restrict extra, int64_t h, int64_t w, int64_t Cin, int64_t k,
+                                    float* __restrict out) {
+  const int64_t hp = h + k - 1;
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t b = r / h, y = r % h;
+    for (int64_t x0 = 0; x0 < w; x0 += XB) {
+      const int64_t nb = std::min<int64_t>(XB, w - x0);
+      float acc[XB][CO];
+      for (int i = 0; i < XB; ++i) {
+        const float* e = extra ? extra + ((b * h + y) * w + std::min<int64_t>(x0 + i, w - 1)) * CO : nullptr;
+#pragma omp simd
+        for (int c = 0; c < CO; ++c) acc[i][c] = bias[c] + (e ? e[c] : 0.0f);
+      }
+      for (int64_t ky = 0; ky < k; ++ky) {
+        const float* row = pin + ((b * hp + y + ky) * wp + x0) * Cin;
+        for (int64_t kx = 0; kx < k; ++kx) {
+          for (int64_t ci = 0; ci < Cin; ++ci) {
+            const float* __restrict wr = wt + ((ci * k + ky) * k + kx) * CO;
+            for (int i = 0; i < XB; ++i) {
+              const float v = row[(i + kx) * Cin + ci];
+#pragma omp simd
+              for (int c = 0; c < CO; ++c) acc[i][c] += v * wr[c];
+            }
+          }
+        }
+      }
+      float* o = out + ((b * h + y) * w + x0) * CO;
+      for (int64_t i = 0; i < nb; ++i) {
+#pragma omp simd
+        for (int c = 0; c < CO; ++c) o[i * CO + c] = acc[i][c] > 0.0f ? acc[i][c] : 0.0f;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 at::Tensor pooled_first_conv_cpu(const at::Tensor& eyes, const at::Tensor& wt, const at::Tensor& bias,
@@ -361,6 +405,34 @@ at::Tensor pooled_first_conv_cpu(const at::Tensor& eyes, const at::Tensor& wt, c
   at::parallel_for(0, n * h, 4, [&](int64_t begin, int64_t end) {
     small_conv_rows(begin, end, pp, wt.data_ptr<float>(), bias.data_ptr<float>(), mt.data_ptr<float>(), h, w, Cin, k,
                     Cout, out.data_ptr<float>());
+  });
+  return out;
+}
+
+bool direct_conv_supported(const at::Tensor& weight) { return weight.size(0) == 16 || weight.size(0) == 32; }
+
+at::Tensor direct_conv_relu_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                const c10::optional<at::Tensor>& extra) {
+  const int64_t n = x.size(0), Cin = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t Cout = weight.size(0), k = weight.size(2), p = k / 2;
+  constexpr int64_t kMaxBlock = 8;
+  // zero padding: k - 1 rows and columns, and a block's worth of columns more so the last
+  // (partial) block of a row reads zeros, not the next row
+  const int64_t wp = w + k - 1 + kMaxBlock;
+  at::Tensor pin = at::zeros({n, h + k - 1, wp, Cin}, x.options());
+  pin.narrow(1, p, h).narrow(2, p, w).copy_(x.permute({0, 2, 3, 1}));
+  const at::Tensor wt = weight.permute({1, 2, 3, 0}).contiguous();  // (Cin, k, k, Cout)
+  at::Tensor e;
+  if (extra.has_value() && extra->defined()) e = extra->contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor out = at::empty({n, Cout, h, w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const float *pp = pin.data_ptr<float>(), *wp_ = wt.data_ptr<float>(), *bp = bias.data_ptr<float>();
+  const float* ep = e.defined() ? e.data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n * h, 4, [&](int64_t begin, int64_t end) {
+    if (Cout == 32)
+      direct_conv_rows<4, 32>(begin, end, pp, wp, wp_, bp, ep, h, w, Cin, k, op);
+    else
+      direct_conv_rows<8, 16>(begin, end, pp, wp, wp_, bp, ep, h, w, Cin, k, op);
   });
   return out;
 }

@@ -71,6 +71,10 @@ CPU_EYE_THREADS = True
 # two (at B=2 the hand-offs cost more than they save: 2.3-2.6 ms against 1.9 op by op).
 CPU_EYE_MIN = 1
 CPU_POOL_MIN = 2
+# The whole-forward call runs one eye's small k x k layers (16 or 32 output channels, under
+# ~15M multiply-adds) on the extension's own register-blocked loops, everything else on
+# oneDNN (csrc/bindings.cpp: forward_cpu). False: oneDNN for every layer.
+CPU_DIRECT_CONV = True
 
 _POOLS: dict = {}
 _POOL_LOCK = threading.Lock()
@@ -82,6 +86,11 @@ def _with_grad_mode(fn, inference: bool):
         with torch.inference_mode() if inference else torch.no_grad():
             return fn(*args)
     return run
+
+
+def _version(t: Tensor) -> int:
+    """The tensor's in-place version counter (-1 for an inference tensor, which has none)."""
+    return -1 if t.is_inference() else t._version
 
 
 def _eye_pool(n: int) -> ThreadPoolExecutor:
@@ -306,9 +315,11 @@ class AcceleratedDeepWarp(nn.Module):
         """The model's arguments of the extension's ``forward_cpu``: the k x k weights
         channels-last, the map terms' P and inb transposed, the rest as they are. Built once
         and reused while no tensor it comes from has changed (in-place updates bump a
-        tensor's version; moving the model clears it)."""
+        tensor's version; moving the model clears it). A model built under inference mode
+        has inference tensors, which keep no version: an in-place change of one of those
+        (possible only under inference mode) is not seen; build a new model instead."""
         plan = self._plan
-        if plan is not None and all(t._version == v for t, v in plan[0]):
+        if plan is not None and all(_version(t) == v for t, v in plan[0]):
             return plan[1]
         CL = torch.channels_last
         cfg = self.config
@@ -321,9 +332,14 @@ class AcceleratedDeepWarp(nn.Module):
                     [getattr(self, f"{n}_head_{s}") for s in ("w1", "b1", "w2", "b2")])
 
         lcm = [getattr(self, n) for n in ("lcm_w1", "lcm_b1", "lcm_w2", "lcm_b2", "lcm_w3", "lcm_b3")] if cfg.use_lcm else []
-        args = (*tower("coarse", self.n_body[0]), *tower("fine", self.n_body[1]), lcm)
-        sources = [t for _, t in self.named_buffers() if t is not None]
-        self._plan = ([(t, t._version) for t in sources], args)
+        emb = self.angle_embedding
+        emb = [t.detach() for t in (emb.fc1.weight, emb.fc1.bias, emb.fc2.weight, emb.fc2.bias)]
+        args = (emb, *tower("coarse", self.n_body[0]), *tower("fine", self.n_body[1]), lcm)
+        # Only the tensors copied into another layout need watching: the others are passed
+        # as themselves (an in-place update reaches them; moving the model clears the plan).
+        sources = [getattr(self, f"{n}_{s}") for n, k in (("coarse", self.n_body[0]), ("fine", self.n_body[1]))
+                   for s in [f"w{i}" for i in range(k)] + ["P", "inb"]]
+        self._plan = ([(t, _version(t)) for t in sources], args)
         return args
 
     def _whole_forward_cpu(self, eyes: Tensor, anchors: Tensor, angles: Tensor, mode: str = "output", eye_threads: int = 1):
@@ -332,13 +348,14 @@ class AcceleratedDeepWarp(nn.Module):
         on ``eye_threads`` threads, the GIL released), where ``_whole_forward_ok``."""
         from . import _ext
 
-        res = _ext.require().forward_cpu(eyes.to(self.dtype or eyes.dtype).contiguous(), self._vec(anchors, angles),
+        f32 = torch.float32
+        res = _ext.require().forward_cpu(eyes.to(self.dtype or eyes.dtype).contiguous(), anchors.to(f32), angles.to(f32),
                                          *self._cpu_plan(), self.scale_x, self.scale_y, CPU_CHUNK, eye_threads,
-                                         mode == "fields")
+                                         mode == "fields", CPU_DIRECT_CONV)
         if mode == "fields":
             flow, mask = res
             return flow.to(eyes.dtype), (mask.to(eyes.dtype) if self.config.use_lcm else None)
-        return res[0].to(eyes.dtype)
+        return res[0] if eyes.dtype == torch.float32 else res[0].to(eyes.dtype)
 
     def _vec(self, anchors: Tensor, angles: Tensor) -> Tensor:
         """(B, D + 2K): the angle embedding and the anchors' x and y, what the first layers'
