@@ -23,9 +23,11 @@ from deepwarp_fast.face.metrics import displacement, eye_axes, locate_iris
 
 
 def direction_gains(model, anatomy: str, angle: float, n: int, seed: int = 7):
-    """{direction: (median output/target displacement along the commanded axis, pairs measured)};
-    displacements in eye widths along the input eye's own axes (face.metrics.displacement,
-    as the real-face gain measures them)."""
+    """{direction: (median output/target displacement along the commanded axis, pairs measured,
+    median output cross, median target cross)}; displacements in eye widths along the input
+    eye's own axes (face.metrics.displacement, as the real-face gain measures them); a
+    "cross" is the movement on the other axis over the target's movement along the commanded
+    one (signed: + right or up), the real-face evaluation's cross-axis measure."""
     res = {}
     for d, (sv, sh) in DIRECTIONS.items():
         b = render_pairs(n, seed=seed, angles=torch.tensor([sv * angle, sh * angle]), tilt=0.0,
@@ -33,7 +35,8 @@ def direction_gains(model, anatomy: str, angle: float, n: int, seed: int = 7):
         with torch.no_grad():
             out = model(b["input"], b["anchors"], b["angles"])
         along = 1 if sv else 0  # displacement() returns (horizontal, vertical)
-        ratios = []
+        ratios, cross_out, cross_tgt = [], [], []
+        other = 1 - along
         for i in range(n):
             img = lambda t: t[i].permute(1, 2, 0).numpy()  # noqa: E731
             eye6 = b["anchors"][i, :6].numpy()
@@ -45,8 +48,12 @@ def direction_gains(model, anatomy: str, angle: float, n: int, seed: int = 7):
             moved = displacement(p_in, p_tgt, eye6)[along]
             if abs(moved) * eye_axes(eye6)[2] < 0.3:  # under 0.3 px: below the locator's resolution
                 continue
-            ratios.append(displacement(p_in, p_out, eye6)[along] / moved)
-        res[d] = (float(np.median(ratios)) if ratios else float("nan"), len(ratios))
+            d_out = displacement(p_in, p_out, eye6)
+            ratios.append(d_out[along] / moved)
+            cross_out.append(d_out[other] / abs(moved))
+            cross_tgt.append(displacement(p_in, p_tgt, eye6)[other] / abs(moved))
+        med = lambda v: float(np.median(v)) if v else float("nan")  # noqa: E731
+        res[d] = (med(ratios), len(ratios), med(cross_out), med(cross_tgt))
     return res
 
 
@@ -62,9 +69,17 @@ def main(argv=None):
           f"(median; 1.0 = as far as the renderer moves it)")
     print("| renderer | " + " | ".join(DIRECTIONS) + " |")
     print("|---|" + "---:|" * len(DIRECTIONS))
+    crosses = {}
     for anatomy in ("anatomical", "v1"):
         g = direction_gains(model, anatomy, args.angle, args.n)
         print(f"| {anatomy} | " + " | ".join(f"{g[d][0]:.2f} (n={g[d][1]})" for d in DIRECTIONS) + " |")
+        crosses[anatomy] = g
+    print("\nmovement on the other axis over the target's along the commanded one (median, signed: + right or up):"
+          " network output / renderer's target")
+    print("| renderer | " + " | ".join(DIRECTIONS) + " |")
+    print("|---|" + "---:|" * len(DIRECTIONS))
+    for anatomy, g in crosses.items():
+        print(f"| {anatomy} | " + " | ".join(f"{g[d][2]:+.2f} / {g[d][3]:+.2f}" for d in DIRECTIONS) + " |")
 
 
 if __name__ == "__main__":
