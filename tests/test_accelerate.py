@@ -1,5 +1,6 @@
 """deepwarp_fast.accelerate: same weights, same outputs, same inputs and checks as the
 reference DeepWarp, on every backend that runs here (CUDA graphs and low precision on a GPU)."""
+import contextlib
 import copy
 import warnings
 
@@ -50,8 +51,6 @@ def _check_parity(acc, model, eyes, anchors, angles, atol):
         # layer-by-layer path, not bit for bit. Both are held to the exact answer (the
         # model in float64): each within 1e-5 of it (float32 paths measure 3e-6 to 8e-6 on
         # these models, the eager reference included), so they differ by up to twice that.
-        import copy
-
         if model.config == CFG:
             with torch.no_grad():
                 exact = copy.deepcopy(model).double()(eyes.double(), anchors.double(), angles.double())
@@ -350,37 +349,48 @@ def test_cpu_batches_split_over_cores_match_the_reference(gen, threads):
         torch.set_num_threads(before)
 
 
+
+@contextlib.contextmanager
+def _threads(n):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _whole_forward_case(gen, B, seed=0):
+    """(model, its accelerated model, B random inputs), skipping where the extension's
+    whole-forward call is not built."""
+    model = _model(seed=seed)
+    acc = accelerate(model)
+    x = inputs(gen, B, CFG)
+    if not acc._whole_forward_ok(x[0]):
+        pytest.skip("the extension's whole-forward call is not built here")
+    return model, acc, x
+
+
 @pytest.mark.parametrize("B", [1, 2, 5, 37])
 def test_whole_forward_side_by_side_equals_one_after_another(gen, B):
     """The extension's forward_cpu gives the same output and fields whether its chunks run
     one after the other (eye_threads=1, each op over the intra-op threads) or side by side
     (eye_threads=2), within float rounding of oneDNN's per-batch-size kernels."""
-    acc = accelerate(_model())
-    x = inputs(gen, B, CFG)
-    if not acc._whole_forward_ok(x[0]):
-        pytest.skip("the extension's whole-forward call is not built here")
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with torch.inference_mode():
-            for mode in ("output", "fields"):
-                one = acc._whole_forward_cpu(*x, mode, 1)
-                two = acc._whole_forward_cpu(*x, mode, 2)
-                one, two = (one, two) if mode == "fields" else ((one,), (two,))
-                for a, b in zip(one, two):
-                    assert a.shape == b.shape and torch.isfinite(a).all()
-                    assert _max_err(a, b) <= 1e-5 * max(1.0, a.abs().max().item())
-    finally:
-        torch.set_num_threads(before)
+    _, acc, x = _whole_forward_case(gen, B)
+    with _threads(2), torch.inference_mode():
+        for mode in ("output", "fields"):
+            one = acc._whole_forward_cpu(*x, mode, 1)
+            two = acc._whole_forward_cpu(*x, mode, 2)
+            one, two = (one, two) if mode == "fields" else ((one,), (two,))
+            for a, b in zip(one, two):
+                assert a.shape == b.shape and torch.isfinite(a).all()
+                assert _max_err(a, b) <= 1e-5 * max(1.0, a.abs().max().item())
 
 
 def test_cpu_plan_follows_in_place_weight_updates(gen):
     """The whole-forward call's prepared weights (channels-last copies, transposed map
     terms) are rebuilt when a buffer changes in place (load_state_dict, .copy_)."""
-    acc = accelerate(_model())
-    x = inputs(gen, 3, CFG)
-    if not acc._whole_forward_ok(x[0]):
-        pytest.skip("the extension's whole-forward call is not built here")
+    _, acc, x = _whole_forward_case(gen, 3)
     with torch.no_grad():
         before = acc(*x)
         saved = {k: v.clone() for k, v in acc.state_dict().items()}
@@ -413,26 +423,16 @@ def test_direct_convolutions_match_the_exact_answer(gen, B, monkeypatch):
     oneDNN for every layer: both within 1e-5 of the model run in float64, on random
     weights and inputs (rows of 51 pixels end in partial blocks of 4 and 8). The loops run
     on chunks of one eye: B=1, and B=2 on 2 threads (one eye per thread)."""
-    import copy
     import sys
 
     mod = sys.modules["deepwarp_fast.accelerate"]
-    model = _model(seed=5)
-    acc = accelerate(model)
-    x = inputs(gen, B, CFG)
-    if not acc._whole_forward_ok(x[0]):
-        pytest.skip("the extension's whole-forward call is not built here")
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with torch.no_grad():
-            exact = copy.deepcopy(model).double()(*(t.double() for t in x))
-            outs = {}
-            for direct in (True, False):
-                monkeypatch.setattr(mod, "CPU_DIRECT_CONV", direct)
-                outs[direct] = acc(*x)
-    finally:
-        torch.set_num_threads(before)
+    model, acc, x = _whole_forward_case(gen, B, seed=5)
+    with _threads(2), torch.no_grad():
+        exact = copy.deepcopy(model).double()(*(t.double() for t in x))
+        outs = {}
+        for direct in (True, False):
+            monkeypatch.setattr(mod, "CPU_DIRECT_CONV", direct)
+            outs[direct] = acc(*x)
     assert (exact - x[0].double()).abs().max() > 0.05, "the test needs a visible warp"
     for direct, out in outs.items():
         assert _max_err(out, exact) <= 1e-5, direct
