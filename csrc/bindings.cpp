@@ -226,9 +226,11 @@ torch::Tensor angle_vec(const torch::Tensor& anchors, const torch::Tensor& angle
 // splitting over the intra-op threads.
 std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::Tensor& anchors, const torch::Tensor& angles,
                           const std::vector<torch::Tensor>& emb, const std::vector<torch::Tensor>& cw,
+                          const std::vector<torch::Tensor>& cwt,
                           const std::vector<torch::Tensor>& cb, const torch::Tensor& cM, const torch::Tensor& cPT,
                           const torch::Tensor& cinbT, const std::vector<torch::Tensor>& head_c,
-                          const std::vector<torch::Tensor>& fw, const std::vector<torch::Tensor>& fb,
+                          const std::vector<torch::Tensor>& fw, const std::vector<torch::Tensor>& fwt,
+                          const std::vector<torch::Tensor>& fb,
                           const torch::Tensor& fM, const torch::Tensor& fPT, const torch::Tensor& finbT,
                           const std::vector<torch::Tensor>& head_f, const std::vector<torch::Tensor>& lcm,
                           double scale_x, double scale_y, int64_t chunk, int64_t eye_threads, bool fields,
@@ -240,6 +242,15 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
               vec.size(0));
   TORCH_CHECK(!cw.empty() && cw.size() == cb.size() && !fw.empty() && fw.size() == fb.size(),
               "each tower needs as many weights as biases, at least one");
+  TORCH_CHECK(cwt.size() == cw.size() && fwt.size() == fw.size(), "coarse_wt and fine_wt must hold every layer's weight");
+  for (const auto* ws : {&cw, &fw})
+    for (size_t i = 0; i < ws->size(); ++i) {
+      const auto& wt = (ws == &cw ? cwt : fwt)[i];
+      const auto& w = (*ws)[i];
+      TORCH_CHECK(wt.is_contiguous() && wt.dim() == 4 && wt.size(0) == w.size(1) && wt.size(1) == w.size(2) &&
+                      wt.size(2) == w.size(3) && wt.size(3) == w.size(0),
+                  "the *_wt weights must be the k x k weights as contiguous (Cin, k, k, Cout), got ", shape_str(wt));
+    }
   TORCH_CHECK(head_c.size() == 4 && head_f.size() == 4, "head_c and head_f must hold (w1, b1, w2, b2)");
   TORCH_CHECK(lcm.empty() || lcm.size() == 6, "lcm must hold 6 tensors or none");
   TORCH_CHECK(chunk >= 1, "chunk must be >= 1");
@@ -269,10 +280,9 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
   std::vector<torch::Tensor> cw_cl, fw_cl;  // no copies when the caller passes them channels-last
   for (const auto& w : cw) cw_cl.push_back(w.contiguous(CL));
   for (const auto& w : fw) fw_cl.push_back(w.contiguous(CL));
-  const auto wt0 = cw[0].permute({1, 2, 3, 0}).contiguous();  // (Cin, k, k, Cout)
   const bool mkldnn = at::hasMKLDNN();
   const bool direct = direct_conv;
-  auto conv = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+  auto conv = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& wt, const torch::Tensor& b,
                   const c10::optional<torch::Tensor>& extra) {
     // The extension's own loops where they beat oneDNN: one eye (a chunk of one, as B=2 on 2
     // threads runs), layers under ~15M multiply-adds per eye (2-core Xeon, 2026-12-05, one
@@ -281,7 +291,7 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
     // 255 vs 265-275 us, and on chunks of 16 eyes, where the whole forward took 19.1 ms
     // with these loops and 17.3 with oneDNN).
     const int64_t macs = x.size(1) * w.size(0) * w.size(2) * w.size(3) * x.size(2) * x.size(3);
-    if (direct && x.size(0) == 1 && direct_conv_supported(w) && macs < 15000000) return direct_conv_relu_cpu(x, w, b, extra);
+    if (direct && x.size(0) == 1 && direct_conv_supported(wt) && macs < 15000000) return direct_conv_relu_cpu(x, wt, b, extra);
     const int64_t pad = w.size(2) / 2;
     // oneDNN directly: ATen's conv2d sends small single images (one eye's 20x25 maps, under
     // 20480 values) with 3x3 kernels to its im2col path, 2-3x slower here.
@@ -296,14 +306,14 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
   auto run = [&](int64_t b0, int64_t b1) {
     const auto e = e_all.slice(0, b0, b1), v = v_all.slice(0, b0, b1);
     // the pooling, the 3-channel first layer, its map term and ReLU in one pass (pooled_first_conv_cpu)
-    auto x = pooled_first_conv_cpu(e, wt0, cb[0], map_term(v, cM, cPT, cinbT, H / 2, W / 2));
-    for (size_t i = 1; i < cw.size(); ++i) x = conv(x, cw_cl[i], cb[i], c10::nullopt);
+    auto x = pooled_first_conv_cpu(e, cwt[0], cb[0], map_term(v, cM, cPT, cinbT, H / 2, W / 2));
+    for (size_t i = 1; i < cw.size(); ++i) x = conv(x, cw_cl[i], cwt[i], cb[i], c10::nullopt);
     // The tails read the features only through their 1x1 layers' GEMMs, which take the
     // channels-last maps as they are (a transposed operand): no layout copy.
     const auto feat_c = x;
     const auto x_fine = coarse_tail_cpu(feat_c, head_c[0], head_c[1], head_c[2], head_c[3], e, scale_x, scale_y);
-    x = conv(x_fine.contiguous(CL), fw_cl[0], fb[0], map_term(v, fM, fPT, finbT, H, W));
-    for (size_t i = 1; i < fw.size(); ++i) x = conv(x, fw_cl[i], fb[i], c10::nullopt);
+    x = conv(x_fine.contiguous(CL), fw_cl[0], fwt[0], fb[0], map_term(v, fM, fPT, finbT, H, W));
+    for (size_t i = 1; i < fw.size(); ++i) x = conv(x, fw_cl[i], fwt[i], fb[i], c10::nullopt);
     auto res = fine_tail_cpu(x, lcm.empty() ? torch::Tensor() : feat_c, x_fine.slice(1, 0, C),
                              x_fine.slice(1, 2 * C, 2 * C + 2), head_f[0], head_f[1], head_f[2], head_f[3], opt(0), opt(1),
                              opt(2), opt(3), opt(4), opt(5), scale_x, scale_y, fields);
@@ -418,8 +428,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward_cpu", &deepwarp::forward_cpu,
         "the whole accelerated forward on the CPU: [output] or, with fields, [flow, mask]; chunk by chunk, "
         "side by side on eye_threads threads, GIL released",
-        py::arg("eyes"), py::arg("anchors"), py::arg("angles"), py::arg("emb"), py::arg("coarse_w"), py::arg("coarse_b"), py::arg("coarse_M"),
-        py::arg("coarse_PT"), py::arg("coarse_inbT"), py::arg("head_c"), py::arg("fine_w"), py::arg("fine_b"),
+        py::arg("eyes"), py::arg("anchors"), py::arg("angles"), py::arg("emb"), py::arg("coarse_w"), py::arg("coarse_wt"), py::arg("coarse_b"), py::arg("coarse_M"),
+        py::arg("coarse_PT"), py::arg("coarse_inbT"), py::arg("head_c"), py::arg("fine_w"), py::arg("fine_wt"), py::arg("fine_b"),
         py::arg("fine_M"), py::arg("fine_PT"), py::arg("fine_inbT"), py::arg("head_f"), py::arg("lcm"),
         py::arg("scale_x"), py::arg("scale_y"), py::arg("chunk"), py::arg("eye_threads") = 1, py::arg("fields") = false, py::arg("direct_conv") = true,
         py::call_guard<py::gil_scoped_release>());

@@ -21,8 +21,9 @@ at::Tensor conv_bias_relu_cpu(const at::Tensor& x, const at::Tensor& weight, con
 at::Tensor pooled_first_conv_cpu(const at::Tensor& eyes, const at::Tensor& wt, const at::Tensor& bias,
                                  const at::Tensor& map_term);
 // relu(conv(x, weight) + bias (+ extra)) for a k x k "same" convolution, channels-last out,
-// by the extension's own register-blocked loops; for weight.size(0) 16 or 32 only
-// (direct_conv_supported). Faster than oneDNN on one eye's small layers (see forward_cpu).
+// by the extension's own register-blocked loops; weight as contiguous (Cin, k, k, Cout) with
+// Cout 16 or 32 only (direct_conv_supported). Faster than oneDNN on one eye's small layers
+// (see forward_cpu).
 bool direct_conv_supported(const at::Tensor& weight);
 at::Tensor direct_conv_relu_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                 const c10::optional<at::Tensor>& extra);

@@ -409,19 +409,19 @@ at::Tensor pooled_first_conv_cpu(const at::Tensor& eyes, const at::Tensor& wt, c
   return out;
 }
 
-bool direct_conv_supported(const at::Tensor& weight) { return weight.size(0) == 16 || weight.size(0) == 32; }
+bool direct_conv_supported(const at::Tensor& wt) { return wt.size(3) == 16 || wt.size(3) == 32; }
 
 at::Tensor direct_conv_relu_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                 const c10::optional<at::Tensor>& extra) {
   const int64_t n = x.size(0), Cin = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t Cout = weight.size(0), k = weight.size(2), p = k / 2;
+  const int64_t Cout = weight.size(3), k = weight.size(1), p = k / 2;
   constexpr int64_t kMaxBlock = 8;
   // zero padding: k - 1 rows and columns, and a block's worth of columns more so the last
   // (partial) block of a row reads zeros, not the next row
   const int64_t wp = w + k - 1 + kMaxBlock;
   at::Tensor pin = at::zeros({n, h + k - 1, wp, Cin}, x.options());
   pin.narrow(1, p, h).narrow(2, p, w).copy_(x.permute({0, 2, 3, 1}));
-  const at::Tensor wt = weight.permute({1, 2, 3, 0}).contiguous();  // (Cin, k, k, Cout)
+  const at::Tensor& wt = weight;  // (Cin, k, k, Cout)
   at::Tensor e;
   if (extra.has_value() && extra->defined()) e = extra->contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor out = at::empty({n, Cout, h, w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));

@@ -313,7 +313,8 @@ class AcceleratedDeepWarp(nn.Module):
 
     def _cpu_plan(self) -> tuple:
         """The model's arguments of the extension's ``forward_cpu``: the k x k weights
-        channels-last, the map terms' P and inb transposed, the rest as they are. Built once
+        channels-last and as (Cin, k, k, Cout) (for oneDNN and for the extension's own
+        loops), the map terms' P and inb transposed, the rest as they are. Built once
         and reused while no tensor it comes from has changed (in-place updates bump a
         tensor's version; moving the model clears it). A model built under inference mode
         has inference tensors, which keep no version: an in-place change of one of those
@@ -326,7 +327,8 @@ class AcceleratedDeepWarp(nn.Module):
 
         def tower(n, k):
             ws = [getattr(self, f"{n}_w{i}") for i in range(k)]
-            return ([w.contiguous(memory_format=CL) for w in ws], [getattr(self, f"{n}_b{i}") for i in range(k)],
+            return ([w.contiguous(memory_format=CL) for w in ws], [w.permute(1, 2, 3, 0).contiguous() for w in ws],
+                    [getattr(self, f"{n}_b{i}") for i in range(k)],
                     getattr(self, f"{n}_M"), getattr(self, f"{n}_P").t().contiguous(),
                     getattr(self, f"{n}_inb").t().contiguous(),
                     [getattr(self, f"{n}_head_{s}") for s in ("w1", "b1", "w2", "b2")])
