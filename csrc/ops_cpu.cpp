@@ -46,8 +46,9 @@ namespace {
 
 // The per-row loops below are compiled three times (AVX-512, AVX2+FMA, baseline x86-64)
 // and the best for the CPU is picked when the module loads (GCC's target_clones), so the
-// build stays portable while the pixel loops run 16 lanes wide where the CPU has them.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// build stays portable while the pixel loops run 16 lanes wide where the CPU has them
+// (GCC 11 or later on x86-64 Linux: the x86-64-v3/v4 names; elsewhere one plain build).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && defined(__linux__)
 #define DW_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define DW_CPU_CLONES
