@@ -280,8 +280,6 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
   std::vector<torch::Tensor> cw_cl, fw_cl;  // no copies when the caller passes them channels-last
   for (const auto& w : cw) cw_cl.push_back(w.contiguous(CL));
   for (const auto& w : fw) fw_cl.push_back(w.contiguous(CL));
-  const bool mkldnn = at::hasMKLDNN();
-  const bool direct = direct_conv;
   auto conv = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& wt, const torch::Tensor& b,
                   const c10::optional<torch::Tensor>& extra) {
     // The extension's own loops where they beat oneDNN: one eye (a chunk of one, as B=2 on 2
@@ -291,12 +289,9 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
     // 255 vs 265-275 us, and on chunks of 16 eyes, where the whole forward took 19.1 ms
     // with these loops and 17.3 with oneDNN).
     const int64_t macs = x.size(1) * w.size(0) * w.size(2) * w.size(3) * x.size(2) * x.size(3);
-    if (direct && x.size(0) == 1 && direct_conv_supported(wt) && macs < 15000000) return direct_conv_relu_cpu(x, wt, b, extra);
-    const int64_t pad = w.size(2) / 2;
-    // oneDNN directly: ATen's conv2d sends small single images (one eye's 20x25 maps, under
-    // 20480 values) with 3x3 kernels to its im2col path, 2-3x slower here.
-    auto y = mkldnn ? at::mkldnn_convolution(x, w, b, {pad, pad}, {1, 1}, {1, 1}, 1)
-                    : at::conv2d(x, w, b, /*stride=*/1, /*padding=*/pad);
+    if (direct_conv && x.size(0) == 1 && direct_conv_supported(wt) && macs < 15000000)
+      return direct_conv_relu_cpu(x, wt, b, extra);
+    auto y = conv2d_same_cpu(x, w, b);
     if (extra.has_value()) y.add_(*extra);
     return y.relu_();
   };
@@ -305,8 +300,7 @@ std::vector<torch::Tensor> forward_cpu(const torch::Tensor& eyes, const torch::T
   torch::Tensor mask = fields && !lcm.empty() ? at::empty({B, 1, H, W}, e_all.options()) : at::empty({0}, e_all.options());
   auto run = [&](int64_t b0, int64_t b1) {
     const auto e = e_all.slice(0, b0, b1), v = v_all.slice(0, b0, b1);
-    // the pooling, the 3-channel first layer, its map term and ReLU in one pass (pooled_first_conv_cpu)
-    auto x = pooled_first_conv_cpu(e, cwt[0], cb[0], map_term(v, cM, cPT, cinbT, H / 2, W / 2));
+    auto x = conv(avg_pool2_cl_cpu(e), cw_cl[0], cwt[0], cb[0], map_term(v, cM, cPT, cinbT, H / 2, W / 2));
     for (size_t i = 1; i < cw.size(); ++i) x = conv(x, cw_cl[i], cwt[i], cb[i], c10::nullopt);
     // The tails read the features only through their 1x1 layers' GEMMs, which take the
     // channels-last maps as they are (a transposed operand): no layout copy.

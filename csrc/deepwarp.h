@@ -14,12 +14,12 @@
 namespace deepwarp {
 
 // ---- CPU implementations (ops_cpu.cpp); arguments are already checked.
+// conv2d with "same" padding (odd k x k), oneDNN where torch has it, in x's layout.
+at::Tensor conv2d_same_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 at::Tensor conv_bias_relu_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                  const c10::optional<at::Tensor>& extra, bool relu);
-// relu(conv(avg_pool2d(eyes, 2), wt) + bias + map_term), channels-last (n, Cout, H/2, W/2):
-// eyes (n, Cin, H, W) with packed rows; wt (Cin, k, k, Cout); map_term (n, Cout, H/2, W/2).
-at::Tensor pooled_first_conv_cpu(const at::Tensor& eyes, const at::Tensor& wt, const at::Tensor& bias,
-                                 const at::Tensor& map_term);
+// avg_pool2d(eyes, 2) written channels-last: eyes (n, Cin, H, W) with packed rows.
+at::Tensor avg_pool2_cl_cpu(const at::Tensor& eyes);
 // relu(conv(x, weight) + bias (+ extra)) for a k x k "same" convolution, channels-last out,
 // by the extension's own register-blocked loops; weight as contiguous (Cin, k, k, Cout) with
 // Cout 16 or 32 only (direct_conv_supported). Faster than oneDNN on one eye's small layers

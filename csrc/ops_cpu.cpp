@@ -19,12 +19,19 @@
 
 namespace deepwarp {
 
+at::Tensor conv2d_same_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const int64_t pad = weight.size(2) / 2;
+  // oneDNN directly where torch has it: ATen's conv2d sends small single images (one eye's
+  // 20x25 maps, under 20480 values) with 3x3 kernels to its im2col path, 2-3x slower here.
+  if (at::hasMKLDNN()) return at::mkldnn_convolution(x, weight, bias, {pad, pad}, {1, 1}, {1, 1}, 1);
+  return at::conv2d(x, weight, bias, /*stride=*/1, /*padding=*/pad);
+}
+
 at::Tensor conv_bias_relu_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                  const c10::optional<at::Tensor>& extra, bool relu) {
-  const int64_t k = weight.size(2);
-  // The k x k product itself goes to ATen's CPU convolution (oneDNN where present);
-  // the epilogue (extra term, ReLU) is one pass over the output.
-  at::Tensor out = at::conv2d(x, weight, bias, /*stride=*/1, /*padding=*/k / 2);
+  // The k x k product itself goes to oneDNN (conv2d_same_cpu); the epilogue (extra term,
+  // ReLU) is one pass over the output.
+  at::Tensor out = conv2d_same_cpu(x, weight, bias);
   if (!out.is_contiguous()) out = out.contiguous();
   const bool has_extra = extra.has_value() && extra->defined();
   if (!has_extra && !relu) return out;
@@ -298,46 +305,6 @@ DW_CPU_CLONES void fine_rows(int64_t begin, int64_t end, const FineRows& a) {
   }
 }
 
-// The coarse tower's first layer for rows [begin, end) of (n * h): avg_pool2d(eyes, 2)
-// (pooled by the caller into pin, (n, h, w, Cin)), k x k "same" convolution with zero
-// padding, + bias + the map term (mt, (n, h, w, Cout)), ReLU, into out (n, h, w, Cout).
-// wt is the weight as (Cin, k, k, Cout): the output channels are the vector lanes (16 =
-// one AVX-512 register), every tap a broadcast multiply-add. oneDNN spends ~40 us on this
-// 3-channel layer of one eye (20x25 maps), ~4x the arithmetic.
-DW_CPU_CLONES void small_conv_rows(int64_t begin, int64_t end, const float* __restrict pin, const float* __restrict wt,
-                                   const float* __restrict bias, const float* __restrict mt, int64_t h, int64_t w,
-                                   int64_t Cin, int64_t k, int64_t Cout, float* __restrict out) {
-  const int64_t pad = k / 2;
-  std::vector<float> acc(Cout);
-  float* __restrict a = acc.data();
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t b = r / h, y = r % h;
-    const float* img = pin + b * h * w * Cin;
-    for (int64_t x = 0; x < w; ++x) {
-      const int64_t p = (b * h + y) * w + x;
-#pragma omp simd
-      for (int64_t co = 0; co < Cout; ++co) a[co] = bias[co] + mt[p * Cout + co];
-      for (int64_t ky = 0; ky < k; ++ky) {
-        const int64_t yy = y + ky - pad;
-        if (yy < 0 || yy >= h) continue;
-        for (int64_t kx = 0; kx < k; ++kx) {
-          const int64_t xx = x + kx - pad;
-          if (xx < 0 || xx >= w) continue;
-          const float* v = img + (yy * w + xx) * Cin;
-          for (int64_t ci = 0; ci < Cin; ++ci) {
-            const float vi = v[ci];
-            const float* __restrict wr = wt + ((ci * k + ky) * k + kx) * Cout;
-#pragma omp simd
-            for (int64_t co = 0; co < Cout; ++co) a[co] += vi * wr[co];
-          }
-        }
-      }
-      float* __restrict o = out + p * Cout;
-#pragma omp simd
-      for (int64_t co = 0; co < Cout; ++co) o[co] = a[co] > 0.0f ? a[co] : 0.0f;
-    }
-  }
-}
 
 // A k x k "same" convolution + bias (+ extra) + ReLU over output rows [begin, end) of
 // (n * h), channels-last: pin is the input zero-padded to (n, h + k - 1, wp, Cin), wt the
@@ -385,14 +352,13 @@ DW_CPU_CLONES void direct_conv_rows(int64_t begin, int64_t end, const float* __r
 
 }  // namespace
 
-at::Tensor pooled_first_conv_cpu(const at::Tensor& eyes, const at::Tensor& wt, const at::Tensor& bias,
-                                 const at::Tensor& map_term) {
+at::Tensor avg_pool2_cl_cpu(const at::Tensor& eyes) {
   const int64_t n = eyes.size(0), Cin = eyes.size(1), H = eyes.size(2), W = eyes.size(3);
-  const int64_t h = H / 2, w = W / 2, k = wt.size(1), Cout = wt.size(3);
-  // avg_pool2d(eyes, 2) channels-last: (a + b + c + d) / 4 in ATen's order.
-  at::Tensor pin = at::empty({n, h, w, Cin}, eyes.options());
+  const int64_t h = H / 2, w = W / 2;
+  // (a + b + c + d) / 4 in ATen's order, written channels-last
+  at::Tensor out = at::empty({n, Cin, h, w}, eyes.options().memory_format(at::MemoryFormat::ChannelsLast));
   const float* e = eyes.data_ptr<float>();
-  float* pp = pin.data_ptr<float>();
+  float* pp = out.data_ptr<float>();
   const int64_t es0 = eyes.stride(0), es1 = eyes.stride(1), es2 = eyes.stride(2);
   for (int64_t b = 0; b < n; ++b)
     for (int64_t y = 0; y < h; ++y)
@@ -401,12 +367,6 @@ at::Tensor pooled_first_conv_cpu(const at::Tensor& eyes, const at::Tensor& wt, c
           const float* q = e + b * es0 + c * es1 + 2 * y * es2 + 2 * x;
           pp[((b * h + y) * w + x) * Cin + c] = (q[0] + q[1] + q[es2] + q[es2 + 1]) / 4.0f;
         }
-  at::Tensor out = at::empty({n, Cout, h, w}, eyes.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const at::Tensor mt = map_term.contiguous(at::MemoryFormat::ChannelsLast);
-  at::parallel_for(0, n * h, 4, [&](int64_t begin, int64_t end) {
-    small_conv_rows(begin, end, pp, wt.data_ptr<float>(), bias.data_ptr<float>(), mt.data_ptr<float>(), h, w, Cin, k,
-                    Cout, out.data_ptr<float>());
-  });
   return out;
 }
 

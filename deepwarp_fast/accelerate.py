@@ -357,7 +357,7 @@ class AcceleratedDeepWarp(nn.Module):
         if mode == "fields":
             flow, mask = res
             return flow.to(eyes.dtype), (mask.to(eyes.dtype) if self.config.use_lcm else None)
-        return res[0] if eyes.dtype == torch.float32 else res[0].to(eyes.dtype)
+        return res[0].to(eyes.dtype)
 
     def _vec(self, anchors: Tensor, angles: Tensor) -> Tensor:
         """(B, D + 2K): the angle embedding and the anchors' x and y, what the first layers'
