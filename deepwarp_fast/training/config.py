@@ -44,6 +44,14 @@ class DataConfig:
     # Render the masks (target iris, eye opening, eye region) that the flow
     # supervision and TV losses need; switched on automatically when they are used.
     layers: bool = False
+    # Real eyes without labels for the anatomical flow term loss.real_iris (issue 12):
+    # "bundled" (the bundled portraits), a bundled name, or a folder of portraits;
+    # comma-separated for several; "" = none. Each photo is also mirrored and rescaled,
+    # each eye cut real_copies times with a jittered crop; real_per_batch of them join
+    # every batch (twice: redirected and at angle 0).
+    real_eyes: str = ""
+    real_per_batch: int = 8
+    real_copies: int = 8
 
     @property
     def batch_size(self) -> int:
@@ -74,6 +82,12 @@ class LossConfig:
     # opening (keeps the iris rigid), and plain outside it within the eye region (lids).
     tv_eye: float = 0.0
     tv_lids: float = 0.0
+    # Real eyes (data.real_eyes): the backward flow of a redirection, less the flow at
+    # angle 0, moves the iris disc (centre + a ring at real_iris_radius eye widths) by
+    # the anatomical 0.42 sin(angle) eye widths (pixels^2); full flow and, at half
+    # weight, the coarse flow.
+    real_iris: float = 0.0
+    real_iris_radius: float = 0.08
 
 
 @dataclass
@@ -145,6 +159,11 @@ class TrainConfig:
             raise ValueError(f"optim.lr must be > 0, got {o.lr}")
         if self.loss.registration_k < 0:
             raise ValueError(f"loss.registration_k must be >= 0, got {self.loss.registration_k}")
+        if self.loss.real_iris and not d.real_eyes.strip():
+            raise ValueError("loss.real_iris needs real eyes: set data.real_eyes (\"bundled\", a bundled face or a folder)")
+        if d.real_eyes.strip() and (d.real_per_batch < 1 or d.real_copies < 1):
+            raise ValueError(f"data.real_per_batch and data.real_copies must be >= 1 with data.real_eyes, "
+                             f"got {d.real_per_batch} and {d.real_copies}")
         if self.run.steps < 1:
             raise ValueError(f"run.steps must be >= 1, got {self.run.steps}")
 

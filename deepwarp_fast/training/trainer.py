@@ -27,6 +27,7 @@ from ..model import DeepWarp, count_parameters
 from ..weights import save_weights
 from . import ddp
 from .config import TrainConfig, save_config
+from ..data.real_eyes import real_iris_loss
 from .losses import normalized_error, training_loss
 from .sampler import PaperSampler, render_batch
 
@@ -125,6 +126,13 @@ class Trainer:
         self.sampler = PaperSampler(cfg.data, o.curriculum_steps, o.curriculum_start_bins)
         mc = self.model.config
         self.batch_fn = batch_fn or SyntheticBatches(self.sampler, cfg.data, mc.height, mc.width, layers=cfg.needs_layers)
+        self.real_batches = None
+        if cfg.data.real_eyes.strip():
+            from ..data.real_eyes import RealEyeBatches, collect_real_eyes, real_photos
+
+            eyes = collect_real_eyes(real_photos(cfg.data.real_eyes), mc.height, mc.width, mc.crop_scale,
+                                     copies=cfg.data.real_copies, seed=cfg.data.seed)
+            self.real_batches = RealEyeBatches(eyes, cfg.data.real_per_batch, cfg.data.max_redirect, seed=cfg.data.seed)
         self.progress = progress
         self.command = command or " ".join(sys.argv)
         self.step = 0
@@ -207,7 +215,8 @@ class Trainer:
             if k in ("input", "target") and self.cfg.run.channels_last:
                 t = t.contiguous(memory_format=torch.channels_last)
             out[k] = t
-        for k in ("target_anchors", "iris", "opening", "eye_region", "pupil"):
+        for k in ("target_anchors", "iris", "opening", "eye_region", "pupil", "real_input", "real_anchors", "real_angles",
+                  "real_width"):
             if k in batch:
                 out[k] = batch[k].to(self.device, non_blocking=True).float()
         return out
@@ -216,8 +225,24 @@ class Trainer:
         """One forward + backward + Adam step at the current learning rate; returns the loss terms."""
         for g in self.optimizer.param_groups:
             g["lr"] = learning_rate(self.step, self.cfg)
-        out = self.net(batch["input"], batch["anchors"], batch["angles"], return_intermediates=True, validate=validate)
+        x, a, ang = batch["input"], batch["anchors"], batch["angles"]
+        B = x.shape[0]
+        real = "real_input" in batch
+        if real:  # the real eyes ride in the same forward: redirected, then at angle 0
+            xr, ar, angr = batch["real_input"], batch["real_anchors"], batch["real_angles"]
+            if self.cfg.run.channels_last:
+                xr = xr.contiguous(memory_format=torch.channels_last)
+            x, a, ang = torch.cat([x, xr, xr]), torch.cat([a, ar, ar]), torch.cat([ang, angr, torch.zeros_like(angr)])
+        out_all = self.net(x, a, ang, return_intermediates=True, validate=validate)
+        out = type(out_all)(*[t[:B] if t is not None else None for t in out_all]) if real else out_all
         terms = training_loss(out, batch["target"], self.cfg.loss, batch=batch)
+        if real and self.cfg.loss.real_iris:
+            R = batch["real_input"].shape[0]
+            w, rad = batch["real_width"], self.cfg.loss.real_iris_radius
+            value = sum(k * real_iris_loss(f[B:B + R], f[B + R:], ar, angr, w, rad)
+                        for k, f in ((1.0, out_all.flow), (0.5, out_all.coarse_flow)))
+            terms["real_iris"] = value.detach()
+            terms["loss"] = terms["loss"] + self.cfg.loss.real_iris * value
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.cfg.optim.grad_clip > 0:
@@ -259,7 +284,10 @@ class Trainer:
                     if ddp.any_true(over, info, self.device):
                         stopped_early = True
                         break
-                batch = self._to_device(next(batches) if batches is not None else self.batch_fn(self.step, info.rank))
+                batch = next(batches) if batches is not None else self.batch_fn(self.step, info.rank)
+                if self.real_batches is not None:
+                    batch = {**batch, **self.real_batches(self.step, info.rank)}
+                batch = self._to_device(batch)
                 terms = self.train_step(batch, validate=(self.step == 0))
                 now = time.perf_counter()
                 self.train_time_s = time_at_start + (now - run_start)
@@ -318,7 +346,9 @@ class Trainer:
         prov = {
             "command": self.command,
             "train_config": self.cfg.to_dict(),
-            "data": "deepwarp_fast.data.render_pairs (synthetic eyes), paper batch sampling (deepwarp_fast.training.sampler)",
+            "data": "deepwarp_fast.data.render_pairs (synthetic eyes), paper batch sampling (deepwarp_fast.training.sampler)"
+                    + (f"; real eyes without labels ({self.cfg.data.real_eyes!r}: deepwarp_fast.data.real_eyes, the anatomical "
+                       "flow term)" if self.real_batches is not None else ""),
             "hardware": hardware_description(self.device),
             "world_size": self.info.world_size,
             "init_weights": self.cfg.run.init_weights or None,
