@@ -33,10 +33,17 @@ def test_expected_shift_is_042_sin_angle_eye_widths_in_patch_axes():
     assert torch.allclose(d[4], torch.tensor([k30 * math.cos(v) * math.sin(h), -k30 * math.sin(v)]), atol=1e-5)
 
 
+def eye_anchors(B, gen):
+    """Open eyes: six lid points (a wide hexagon, canonical order) and a pupil near the middle."""
+    lid = torch.tensor([[12.0, 20.0], [21.0, 11.0], [30.0, 11.0], [39.0, 20.0], [30.0, 29.0], [21.0, 29.0]])
+    a = torch.cat([lid, torch.tensor([[25.5, 20.0]])])[None].repeat(B, 1, 1)
+    return a + (torch.rand(B, 1, 2, generator=gen) * 2 - 1)
+
+
 def test_real_iris_loss_is_zero_for_the_rigid_anatomical_shift_and_positive_otherwise(gen):
     B, H, W = 4, 41, 51
-    anchors = torch.rand(B, 7, 2, generator=gen) * torch.tensor([20.0, 10.0]) + torch.tensor([15.0, 15.0])
-    ang = (torch.rand(B, 2, generator=gen) * 2 - 1) * 25
+    anchors = eye_anchors(B, gen)
+    ang = (torch.rand(B, 2, generator=gen) * 2 - 1) * 15
     width = torch.full((B,), 25.5)
     d = expected_shift(ang, width)
     flow0 = torch.randn(B, 2, H, W, generator=gen)  # the bias at angle 0 is subtracted
@@ -54,6 +61,49 @@ def test_real_iris_loss_is_zero_for_the_rigid_anatomical_shift_and_positive_othe
     f, f0 = short.clone().requires_grad_(True), flow0.clone().requires_grad_(True)
     real_iris_loss(f, f0, anchors, ang, width).backward()
     assert f.grad.abs().sum() > 0 and f0.grad is None
+
+
+def test_inside_lids_and_the_lids_moving_with_vertical_gaze():
+    from deepwarp_fast.data.real_eyes import LOWER_LID_FOLLOW, UPPER_LID_FOLLOW, inside_lids, lid_shift, real_lids_loss
+
+    lid = torch.tensor([[[10.0, 20.0], [20.0, 14.0], [30.0, 14.0], [40.0, 20.0], [30.0, 26.0], [20.0, 26.0]]])
+    pts = torch.tensor([[[25.0, 20.0], [25.0, 15.0], [25.0, 13.0], [9.0, 20.0], [25.0, 25.5], [39.0, 20.0]]])
+    assert inside_lids(pts, lid, torch.tensor([0.0])).tolist() == [[1, 1, 0, 0, 1, 1]]
+    assert inside_lids(pts, lid, torch.tensor([1.0])).tolist() == [[1, 1, 0, 0, 0, 0]]
+    assert inside_lids(pts, lid.flip(1), torch.tensor([1.0])).tolist() == [[1, 1, 0, 0, 0, 0]]  # either winding
+    s = lid_shift(torch.tensor([-4.0]), 6)[0]  # up by 4 px
+    assert torch.allclose(s[:, 0], torch.zeros(6))
+    assert torch.allclose(s[:, 1], torch.tensor([0.0, -4 * UPPER_LID_FOLLOW, -4 * UPPER_LID_FOLLOW, 0.0,
+                                                 -4 * LOWER_LID_FOLLOW, -4 * LOWER_LID_FOLLOW]))
+    # the lid term: zero when the flow moves each lid point by its share, positive when
+    # the lids are dragged along with the iris
+    anchors = torch.cat([lid[0], torch.tensor([[25.0, 20.0]])])[None]
+    ang, width = torch.tensor([[-20.0, 0.0]]), torch.tensor([30.0])
+    dy = expected_shift(ang, width)[:, 1]
+    H, W = 41, 51
+    ys = torch.arange(H, dtype=torch.float32).view(H, 1).expand(H, W)
+    # a flow whose vertical part depends on the row: above row 20 the upper lid's share, below the lower lid's
+    f = torch.zeros(1, 2, H, W)
+    f[0, 1] = torch.where(ys < 20, -UPPER_LID_FOLLOW * dy, -LOWER_LID_FOLLOW * dy)
+    assert real_lids_loss(f, torch.zeros_like(f), anchors, ang, width).item() < 1e-10
+    dragged = torch.zeros(1, 2, H, W)
+    dragged[0, 1] = -dy
+    assert real_lids_loss(dragged, torch.zeros_like(f), anchors, ang, width).item() > 0.3 * float(dy) ** 2
+
+
+def test_real_iris_loss_leaves_out_the_disc_under_the_lids():
+    """A flow that is wrong only under the lower lid does not count: the iris there is hidden."""
+    lid = torch.tensor([[12.0, 20.0], [21.0, 14.0], [30.0, 14.0], [39.0, 20.0], [30.0, 24.0], [21.0, 24.0]])
+    anchors = torch.cat([lid, torch.tensor([[25.5, 19.0]])])[None]
+    ang, width = torch.tensor([[-25.0, 0.0]]), torch.tensor([27.0])
+    d = expected_shift(ang, width)
+    H, W = 41, 51
+    ys = torch.arange(H, dtype=torch.float32).view(H, 1).expand(H, W)
+    f = -d.view(1, 2, 1, 1).repeat(1, 1, H, W)
+    f[0, 1] = torch.where(ys > 24.5, torch.zeros_like(ys), f[0, 1])  # the lower lid holds still
+    assert real_iris_loss(f, torch.zeros_like(f), anchors, ang, width).item() < 1e-10
+    still = torch.zeros_like(f)  # now the visible iris does not move either
+    assert real_iris_loss(still, still, anchors, ang, width).item() == pytest.approx(float(d.pow(2).sum()), rel=1e-4)
 
 
 def test_disc_points_and_flow_sampling_read_the_right_pixels():

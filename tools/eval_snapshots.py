@@ -1,7 +1,9 @@
 """Evaluate every snapshot of a training run, to keep the one that is best on real faces
 (issue 12): per snapshot the real-face gain (`deepwarp-fast evaluate --real`) and the
 held-out synthetic error on both eyeballs (`deepwarp-fast evaluate -n 2000 --seed 0`,
-v1 and anatomical), cached per snapshot, then one table.
+v1 and anatomical) and the network's own iris shift on the real eyes (tools/flow_gain.py:
+mean |log(along)| and the largest |cross| at 15 and 25 degrees), cached per snapshot,
+then one table.
 
     python tools/eval_snapshots.py runs/gaze_long            # once
     python tools/eval_snapshots.py runs/gaze_long --watch    # until the run stops writing
@@ -16,6 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,13 +47,27 @@ def evaluate(weights, out: Path, augment: bool = False) -> dict:
     for anatomy in ("v1", "anatomical"):
         s = json.loads((out / f"{anatomy}_summary.json").read_text())
         row[anatomy] = s["variants"]["output"]["all"]["median"]
+    # the network's own iris shift on the same faces, no locator (tools/flow_gain.py)
+    fg = out / "flow_gain.json"
+    if not fg.is_file():
+        _cli_tool("flow_gain.py", *(["--weights", str(weights)] if weights else []), "--json", str(fg))
+    flows = [r for r in json.loads(fg.read_text()) if r["angle_deg"] in (15.0, 25.0)]
+    row["flow_along"] = float(np.mean([abs(np.log(max(r["along"], 1e-6))) for r in flows]))
+    row["flow_cross"] = max(abs(r["cross"]) for r in flows)
     return row
 
 
+def _cli_tool(name, *args):
+    subprocess.run([sys.executable, str(ROOT / "tools" / name), *args], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def table(rows) -> str:
-    lines = ["| weights | real mean abs log gain | faces in 0.8-1.2 | v1 median | anatomical median |", "|---|---|---|---|---|"]
+    lines = ["| weights | real mean abs log gain | faces in 0.8-1.2 | flow: mean abs log along, max abs cross | v1 median "
+             "| anatomical median |", "|---|---|---|---|---|---|"]
     for name, r in rows:
-        lines.append(f"| {name} | {r['real_score']:.3f} | {r['in_band']}/{r['n']} | {r['v1']:.4f} | {r['anatomical']:.4f} |")
+        lines.append(f"| {name} | {r['real_score']:.3f} | {r['in_band']}/{r['n']} | {r['flow_along']:.3f}, {r['flow_cross']:.2f} "
+                     f"| {r['v1']:.4f} | {r['anatomical']:.4f} |")
     return "\n".join(lines)
 
 

@@ -31,6 +31,11 @@ import torch.nn.functional as F
 
 # Iris centre displacement per sin(angle), in eye widths (face.metrics.EXPECTED_PER_SIN).
 EXPECTED_PER_SIN = 0.42
+# The lids follow vertical gaze (the renderer's anatomical eyeball draws 0.55-0.85 and
+# 0.12-0.3): the upper lid moves this fraction of the iris's vertical shift, the lower
+# lid this one; neither follows horizontal gaze.
+UPPER_LID_FOLLOW = 0.7
+LOWER_LID_FOLLOW = 0.2
 # Photo scales each portrait is also cut at (Lanczos up, area down).
 SCALES = (0.7, 1.0, 1.4, 2.0)
 
@@ -188,13 +193,54 @@ def sample_flow(flow: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(flow, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, :, 0]
 
 
+def inside_lids(pts: torch.Tensor, eyelid: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    """(B, K) 1.0 where ``pts`` (B, K, 2) lie inside the eye opening outlined by the six
+    lid points ``eyelid`` (B, 6, 2, canonical order, a convex hexagon) by at least
+    ``margin`` (B,) pixels, else 0.0."""
+    a = eyelid
+    b = torch.roll(eyelid, -1, dims=1)
+    e = b - a  # (B, 6, 2) edges
+    area = (a[..., 0] * b[..., 1] - b[..., 0] * a[..., 1]).sum(1)  # twice the signed area
+    rel = pts[:, None, :, :] - a[:, :, None, :]  # (B, 6, K, 2)
+    cross = e[:, :, None, 0] * rel[..., 1] - e[:, :, None, 1] * rel[..., 0]
+    dist = cross * torch.sign(area).view(-1, 1, 1) / e.norm(dim=-1).clamp_min(1e-6)[:, :, None]
+    return (dist.min(1).values >= margin.view(-1, 1)).float()
+
+
 def real_iris_loss(flow: torch.Tensor, flow0: torch.Tensor, anchors: torch.Tensor, angles: torch.Tensor,
-                   width: torch.Tensor, radius: float = 0.08) -> torch.Tensor:
+                   width: torch.Tensor, radius: float = 0.08, margin: float = 0.03) -> torch.Tensor:
     """Mean over the displaced iris disc (centre + 8 points at ``radius`` eye widths) of
     |(flow - flow0) - (-d)|^2, pixels^2: the backward flow of a redirection, less the
     flow at angle 0 (what the pipeline applies), brings the iris from where it is
-    (the pupil anchor) to where anatomy puts it (anchor + d)."""
+    (the pupil anchor) to where anatomy puts it (anchor + d). Only the points that
+    land inside the eye opening (``margin`` eye widths clear of the lid outline) count:
+    where the displaced iris passes under a lid, the lid is not to be dragged along. The
+    opening is the target's: the lids moved with the vertical gaze (:func:`lid_shift`)."""
     d = expected_shift(angles, width)
     pts = disc_points(anchors[:, 6] + d, radius * width)
+    keep = inside_lids(pts, anchors[:, :6] + lid_shift(d[:, 1], 6), margin * width)
     f = sample_flow(flow - flow0.detach(), pts)
-    return (f + d[:, :, None]).pow(2).sum(1).mean()
+    err = (f + d[:, :, None]).pow(2).sum(1)
+    return (err * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+def lid_shift(dy: torch.Tensor, points: int = 6) -> torch.Tensor:
+    """(B, points, 2): how the lid points move when the iris moves ``dy`` (B,) pixels
+    vertically: the six lid points (canonical order: corners still) or the four lid
+    points 1, 2, 4, 5 (upper, upper, lower, lower)."""
+    up, lo = UPPER_LID_FOLLOW, LOWER_LID_FOLLOW
+    follow = [0.0, up, up, 0.0, lo, lo] if points == 6 else [up, up, lo, lo]
+    sv = torch.tensor(follow, dtype=dy.dtype, device=dy.device)[None] * dy[:, None]
+    return torch.stack([torch.zeros_like(sv), sv], -1)
+
+
+def real_lids_loss(flow: torch.Tensor, flow0: torch.Tensor, anchors: torch.Tensor, angles: torch.Tensor,
+                   width: torch.Tensor) -> torch.Tensor:
+    """Mean over the four lid points of |(flow - flow0)(p + s) - (-s)|^2, pixels^2, where
+    s moves the upper lid points by UPPER_LID_FOLLOW and the lower ones by
+    LOWER_LID_FOLLOW of the iris's vertical shift (0 horizontally): the lids of a real
+    eye follow its vertical gaze, and are not dragged along by the iris."""
+    shift = lid_shift(expected_shift(angles, width)[:, 1], 4)  # (B, 4, 2)
+    pts = anchors[:, [1, 2, 4, 5]] + shift
+    f = sample_flow(flow - flow0.detach(), pts)  # (B, 2, 4)
+    return (f + shift.permute(0, 2, 1)).pow(2).sum(1).mean()

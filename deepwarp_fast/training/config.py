@@ -88,6 +88,9 @@ class LossConfig:
     # weight, the coarse flow.
     real_iris: float = 0.0
     real_iris_radius: float = 0.08
+    # Real eyes: the lid points follow the vertical gaze (upper 0.7, lower 0.2 of the
+    # iris's vertical shift; deepwarp_fast.data.real_eyes.real_lids_loss), pixels^2.
+    real_lids: float = 0.0
 
 
 @dataclass
@@ -159,8 +162,8 @@ class TrainConfig:
             raise ValueError(f"optim.lr must be > 0, got {o.lr}")
         if self.loss.registration_k < 0:
             raise ValueError(f"loss.registration_k must be >= 0, got {self.loss.registration_k}")
-        if self.loss.real_iris and not d.real_eyes.strip():
-            raise ValueError("loss.real_iris needs real eyes: set data.real_eyes (\"bundled\", a bundled face or a folder)")
+        if (self.loss.real_iris or self.loss.real_lids) and not d.real_eyes.strip():
+            raise ValueError("loss.real_iris and loss.real_lids need real eyes: set data.real_eyes (\"bundled\", a bundled face or a folder)")
         if d.real_eyes.strip() and (d.real_per_batch < 1 or d.real_copies < 1):
             raise ValueError(f"data.real_per_batch and data.real_copies must be >= 1 with data.real_eyes, "
                              f"got {d.real_per_batch} and {d.real_copies}")

@@ -27,7 +27,7 @@ from ..model import DeepWarp, count_parameters
 from ..weights import save_weights
 from . import ddp
 from .config import TrainConfig, save_config
-from ..data.real_eyes import real_iris_loss
+from ..data.real_eyes import real_iris_loss, real_lids_loss
 from .losses import normalized_error, training_loss
 from .sampler import PaperSampler, render_batch
 
@@ -236,13 +236,15 @@ class Trainer:
         out_all = self.net(x, a, ang, return_intermediates=True, validate=validate)
         out = type(out_all)(*[t[:B] if t is not None else None for t in out_all]) if real else out_all
         terms = training_loss(out, batch["target"], self.cfg.loss, batch=batch)
-        if real and self.cfg.loss.real_iris:
+        if real:
             R = batch["real_input"].shape[0]
-            w, rad = batch["real_width"], self.cfg.loss.real_iris_radius
-            value = sum(k * real_iris_loss(f[B:B + R], f[B + R:], ar, angr, w, rad)
-                        for k, f in ((1.0, out_all.flow), (0.5, out_all.coarse_flow)))
-            terms["real_iris"] = value.detach()
-            terms["loss"] = terms["loss"] + self.cfg.loss.real_iris * value
+            w, lc = batch["real_width"], self.cfg.loss
+            for name, weight, fn in (("real_iris", lc.real_iris, lambda f, f0: real_iris_loss(f, f0, ar, angr, w, lc.real_iris_radius)),
+                                     ("real_lids", lc.real_lids, lambda f, f0: real_lids_loss(f, f0, ar, angr, w))):
+                if weight:
+                    value = sum(k * fn(f[B:B + R], f[B + R:]) for k, f in ((1.0, out_all.flow), (0.5, out_all.coarse_flow)))
+                    terms[name] = value.detach()
+                    terms["loss"] = terms["loss"] + weight * value
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.cfg.optim.grad_clip > 0:
