@@ -210,3 +210,26 @@ def test_training_with_real_eyes_lowers_the_real_iris_term(tmp_path):
     s = Trainer(cfg.with_overrides(["run.steps=2"]), tmp_path / "run2", progress=False).train()
     assert s["steps"] == 2
     assert "real_iris" in (tmp_path / "run2" / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_flow_gain_reads_a_known_iris_shift(astronaut_eyes):
+    """A stand-in network whose flow moves everything by g times the anatomical shift
+    (and a fixed bias at angle 0, which the measure subtracts) reads as along = g, cross 0."""
+    from types import SimpleNamespace
+
+    from deepwarp_fast.data.real_eyes import flow_gain
+
+    eyes, _ = astronaut_eyes
+    g = 0.8
+
+    def model(x, anchors, angles, return_intermediates=True):
+        n = x.shape[0]
+        w = torch.cat([eyes.width, eyes.width])[:n]
+        flow = -g * expected_shift(angles, w).view(n, 2, 1, 1).expand(n, 2, *x.shape[-2:]) + 0.3
+        return SimpleNamespace(flow=flow)
+
+    rows = flow_gain(model, eyes, angles=(15.0, 25.0))
+    assert len(rows) == 8
+    for r in rows:
+        assert r["along"] == pytest.approx(g, abs=1e-4), r
+        assert abs(r["cross"]) < 1e-4, r

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -244,3 +244,40 @@ def real_lids_loss(flow: torch.Tensor, flow0: torch.Tensor, anchors: torch.Tenso
     pts = anchors[:, [1, 2, 4, 5]] + shift
     f = sample_flow(flow - flow0.detach(), pts)  # (B, 2, 4)
     return (f + shift.permute(0, 2, 1)).pow(2).sum(1).mean()
+
+
+def flow_gain(model, eyes: RealEyes, angles: Sequence[float] = (10.0, 15.0, 25.0), radius: float = 0.08) -> List[dict]:
+    """How far ``model`` itself moves the iris of real ``eyes``, no iris locator involved:
+    per direction (up, down, left, right: the pipeline's angles, horizontal negated for
+    the mirrored image-right eyes) and angle, the median over eyes of the implied iris
+    shift (the flow less the angle-0 flow, averaged over the visible part of the disc
+    where anatomy puts the iris) along the command / the anatomical shift ("along", 1 =
+    right) and across it ("cross", signed like ``evaluate --real``: up / the image's
+    right positive)."""
+    from ..evaluate_real import DIRECTIONS
+
+    rows = []
+    R = len(eyes)
+    mirror = torch.tensor([-1.0 if "image_right" in s else 1.0 for s in eyes.sources])
+    for d, (sv, sh) in DIRECTIONS.items():
+        for a in angles:
+            # the pipeline's angles: horizontal negated for the mirrored (image-right) eyes
+            ang = torch.tensor([sv * a, sh * a], dtype=torch.float32).repeat(R, 1) * torch.stack([torch.ones(R), mirror], 1)
+            with torch.no_grad():
+                out = model(torch.cat([eyes.eyes, eyes.eyes]), torch.cat([eyes.anchors, eyes.anchors]),
+                            torch.cat([ang, torch.zeros_like(ang)]), return_intermediates=True)
+            flow = out.flow[:R] - out.flow[R:]
+            dd = expected_shift(ang, eyes.width)
+            pts = disc_points(eyes.anchors[:, 6] + dd, radius * eyes.width)
+            # the visible part of the disc, as the training term reads it (the centre if none)
+            keep = inside_lids(pts, eyes.anchors[:, :6] + lid_shift(dd[:, 1], 6), 0.03 * eyes.width)
+            keep[:, 0] = torch.where(keep.sum(1) > 0, keep[:, 0], torch.ones_like(keep[:, 0]))
+            moved = -(sample_flow(flow, pts) * keep[:, None]).sum(2) / keep.sum(1)[:, None]  # (R, 2) implied iris shift
+            ax = 1 if sv else 0
+            exp = dd[:, ax].abs()
+            along = (moved[:, ax] * torch.sign(dd[:, ax]) / exp).numpy()
+            # the other axis, signed like evaluate --real: up / the image's right positive
+            cross = (moved[:, 1 - ax] * (-1 if ax == 0 else mirror) / exp).numpy()
+            rows.append({"direction": d, "angle_deg": a, "along": float(np.median(along)), "cross": float(np.median(cross)),
+                         "along_per_eye": [round(float(v), 3) for v in along]})
+    return rows
