@@ -88,8 +88,8 @@ class LossConfig:
     # weight, the coarse flow.
     real_iris: float = 0.0
     real_iris_radius: float = 0.08
-    # Real eyes: the lid points follow the vertical gaze (upper 0.7, lower 0.2 of the
-    # iris's vertical shift; deepwarp_fast.data.real_eyes.real_lids_loss), pixels^2.
+    # Real eyes: the lower lid points move 0.2 of the iris's vertical shift, not with the
+    # iris (deepwarp_fast.data.real_eyes.real_lids_loss), pixels^2.
     real_lids: float = 0.0
 
 
