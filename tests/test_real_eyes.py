@@ -233,3 +233,24 @@ def test_flow_gain_reads_a_known_iris_shift(astronaut_eyes):
     for r in rows:
         assert r["along"] == pytest.approx(g, abs=1e-4), r
         assert abs(r["cross"]) < 1e-4, r
+
+
+def test_shipped_weights_move_real_irises_as_far_as_anatomy_says():
+    """Issue 12, measured without any iris locator: on every eye of the bundled photos the
+    shipped network's own flow (less its angle-0 flow, as the pipeline applies it) moves
+    the visible iris 0.85-1.15 of the anatomical 0.42 sin(angle) eye widths, up, down,
+    left and right at 15 and 25 degrees (median of the four eyes), and less than a tenth
+    of that across. (The weights before the real-eye term: up 0.79-0.82.)"""
+    pytest.importorskip("cv2")
+    from deepwarp_fast.data.real_eyes import flow_gain
+    from deepwarp_fast.weights import default_weights_path, load_model
+
+    if default_weights_path() is None:
+        pytest.skip("no bundled weights")
+    model = load_model(None, backend="reference").eval()
+    c = model.config
+    eyes = collect_real_eyes(real_photos("bundled"), c.height, c.width, c.crop_scale, copies=1, scales=(1.0,), mirror=False)
+    assert len(eyes) == 4
+    rows = flow_gain(model, eyes, angles=(15.0, 25.0))
+    bad = [r for r in rows if not (0.85 <= r["along"] <= 1.15 and abs(r["cross"]) < 0.1)]
+    assert not bad, bad
