@@ -202,10 +202,24 @@ def test_augmented_photos_are_mirrored_and_rescaled_copies():
     assert np.abs(by["a_mirror_x1.6"].astype(int) - by["a_x1.6"][:, ::-1].astype(int)).max() <= 1
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12 targets not reached by the shipped weights yet (see README's real-face table)")
-def test_shipped_weights_reach_the_real_face_gain_targets(photos):
+@pytest.fixture(scope="module")
+def shipped_real_summary(photos):
     from deepwarp_fast.evaluate_real import run_real_evaluation
 
-    s = run_real_evaluation()
-    assert s["targets"]["gain_0.8_to_1.2_at_15_and_25"] and s["targets"]["cross_below_quarter"], s["table"]
+    return run_real_evaluation()
+
+
+@pytest.mark.slow
+def test_shipped_weights_reach_the_real_face_cross_target(shipped_real_summary):
+    """Issue 12: on the bundled faces, at 15 and 25 degrees, the median |movement on the
+    other axis| stays below a quarter of the commanded movement."""
+    s = shipped_real_summary
+    assert s["targets"]["cross_below_quarter"], [(t["direction"], t["angle_deg"], t["abs_cross"]) for t in s["table"]]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 12: the locator's gain target is not reached yet (Grace Hopper down 15 "
+                                       "reads 1.58; see the model card)")
+def test_shipped_weights_reach_the_real_face_gain_targets(shipped_real_summary):
+    s = shipped_real_summary
+    assert s["targets"]["gain_0.8_to_1.2_at_15_and_25"], s["table"]
