@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from deepwarp_fast.config import DeepWarpConfig
-from deepwarp_fast.data.real_eyes import (EXPECTED_PER_SIN, RealEyeBatches, RealEyes, collect_real_eyes, disc_points,
+from deepwarp_fast.data.real_eyes import (RealEyeBatches, RealEyes, collect_real_eyes, disc_points,
                                           expected_shift, real_iris_loss, real_photos, sample_flow)
+from deepwarp_fast.face.metrics import EXPECTED_PER_SIN
 from deepwarp_fast.training import TrainConfig, Trainer
 
 
@@ -71,7 +72,7 @@ def test_inside_lids_and_the_lids_moving_with_vertical_gaze():
     assert inside_lids(pts, lid, torch.tensor([0.0])).tolist() == [[1, 1, 0, 0, 1, 1]]
     assert inside_lids(pts, lid, torch.tensor([1.0])).tolist() == [[1, 1, 0, 0, 0, 0]]
     assert inside_lids(pts, lid.flip(1), torch.tensor([1.0])).tolist() == [[1, 1, 0, 0, 0, 0]]  # either winding
-    s = lid_shift(torch.tensor([-4.0]), 6)[0]  # up by 4 px
+    s = lid_shift(torch.tensor([-4.0]))[0]  # up by 4 px
     assert torch.allclose(s[:, 0], torch.zeros(6))
     assert torch.allclose(s[:, 1], torch.tensor([0.0, -4 * UPPER_LID_FOLLOW, -4 * UPPER_LID_FOLLOW, 0.0,
                                                  -4 * LOWER_LID_FOLLOW, -4 * LOWER_LID_FOLLOW]))

@@ -29,8 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Iris centre displacement per sin(angle), in eye widths (face.metrics.EXPECTED_PER_SIN).
-EXPECTED_PER_SIN = 0.42
 # The lids follow vertical gaze (the renderer's anatomical eyeball draws 0.55-0.85 and
 # 0.12-0.3): the upper lid moves this fraction of the iris's vertical shift, the lower
 # lid this one; neither follows horizontal gaze.
@@ -44,11 +42,13 @@ SCALES = (0.7, 1.0, 1.4, 2.0)
 class RealEyes:
     """N canonical eye patches of real photos: eyes (N, 3, H, W) in [0, 1], anchors
     (N, 7, 2) patch pixels (six lid points + the pipeline's pupil estimate), width (N,)
-    corner-to-corner distance in patch pixels, and where each came from."""
+    corner-to-corner distance in patch pixels, mirrored (N,) bool (an image-right eye,
+    mirrored into the canonical frame), and where each came from."""
 
     eyes: torch.Tensor
     anchors: torch.Tensor
     width: torch.Tensor
+    mirrored: torch.Tensor
     sources: List[str]
 
     def __len__(self) -> int:
@@ -107,7 +107,7 @@ def collect_real_eyes(photos: List[Tuple[str, np.ndarray]], height: int, width: 
 
     det = detector or FaceDetector(min_face=40)
     rng = np.random.default_rng(seed)
-    eyes, anchors, widths, sources = [], [], [], []
+    eyes, anchors, widths, mirrored, sources = [], [], [], [], []
     for name, img in photos:
         for flip in ((False, True) if mirror else (False,)):
             base = np.ascontiguousarray(img[:, ::-1]) if flip else img
@@ -132,16 +132,19 @@ def collect_real_eyes(photos: List[Tuple[str, np.ndarray]], height: int, width: 
                             eyes.append(patch.transpose(2, 0, 1))
                             anchors.append(np.concatenate([crop.eyelid, np.asarray(pupil, np.float32)[None]], 0))
                             widths.append(float(np.hypot(*(crop.eyelid[3] - crop.eyelid[0]))))
+                            mirrored.append(crop.mirrored)
                             sources.append(f"{name}{'_mirror' if flip else ''}_x{s:g}_{side}_{k}")
     if not eyes:
         raise ValueError("no usable eye (open, pupil found, at least min_eye_px wide) in the real photos")
     return RealEyes(torch.from_numpy(np.stack(eyes)).float(), torch.from_numpy(np.stack(anchors)).float(),
-                    torch.tensor(widths, dtype=torch.float32), sources)
+                    torch.tensor(widths, dtype=torch.float32), torch.tensor(mirrored), sources)
 
 
 def expected_shift(angles: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
     """(B, 2) iris centre displacement (patch pixels, x right, y down) for redirections
     ``angles`` (B, 2) = (vertical up, horizontal towards the patch's right), degrees."""
+    from ..face.metrics import EXPECTED_PER_SIN
+
     v, h = torch.deg2rad(angles[:, 0]), torch.deg2rad(angles[:, 1])
     k = EXPECTED_PER_SIN * width
     return torch.stack([k * torch.cos(v) * torch.sin(h), -k * torch.sin(v)], -1)
@@ -217,19 +220,27 @@ def real_iris_loss(flow: torch.Tensor, flow0: torch.Tensor, anchors: torch.Tenso
     where the displaced iris passes under a lid, the lid is not to be dragged along. The
     opening is the target's: the lids moved with the vertical gaze (:func:`lid_shift`)."""
     d = expected_shift(angles, width)
-    pts = disc_points(anchors[:, 6] + d, radius * width)
-    keep = inside_lids(pts, anchors[:, :6] + lid_shift(d[:, 1], 6), margin * width)
+    pts, keep = visible_disc(anchors, d, width, radius, margin)
     f = sample_flow(flow - flow0.detach(), pts)
     err = (f + d[:, :, None]).pow(2).sum(1)
     return (err * keep).sum() / keep.sum().clamp_min(1.0)
 
 
-def lid_shift(dy: torch.Tensor, points: int = 6) -> torch.Tensor:
-    """(B, points, 2): how the lid points move when the iris moves ``dy`` (B,) pixels
-    vertically: the six lid points (canonical order: corners still) or the four lid
-    points 1, 2, 4, 5 (upper, upper, lower, lower)."""
+def visible_disc(anchors: torch.Tensor, d: torch.Tensor, width: torch.Tensor, radius: float = 0.08,
+                 margin: float = 0.03) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The iris disc where anatomy puts it (pupil anchor + ``d``): its points (B, 9, 2),
+    the centre and a ring at ``radius`` eye widths, and which of them (B, 9, 0/1) lie
+    ``margin`` eye widths inside the target's eye opening (the lids moved with the
+    vertical gaze, :func:`lid_shift`)."""
+    pts = disc_points(anchors[:, 6] + d, radius * width)
+    return pts, inside_lids(pts, anchors[:, :6] + lid_shift(d[:, 1]), margin * width)
+
+
+def lid_shift(dy: torch.Tensor) -> torch.Tensor:
+    """(B, 6, 2): how the six lid points (canonical order; the corners stay) move when
+    the iris moves ``dy`` (B,) pixels vertically."""
     up, lo = UPPER_LID_FOLLOW, LOWER_LID_FOLLOW
-    follow = [0.0, up, up, 0.0, lo, lo] if points == 6 else [up, up, lo, lo]
+    follow = [0.0, up, up, 0.0, lo, lo]
     sv = torch.tensor(follow, dtype=dy.dtype, device=dy.device)[None] * dy[:, None]
     return torch.stack([torch.zeros_like(sv), sv], -1)
 
@@ -242,7 +253,7 @@ def real_lids_loss(flow: torch.Tensor, flow0: torch.Tensor, anchors: torch.Tenso
     lid along with it (0.6-0.8 of the iris's shift when looking down, measured); a real
     lower lid follows the gaze far less. The upper lid is left to the synthetic pairs,
     whose renderer moves it with the iris."""
-    shift = lid_shift(expected_shift(angles, width)[:, 1], 4)[:, 2:]  # (B, 2, 2): the lower lid
+    shift = lid_shift(expected_shift(angles, width)[:, 1])[:, 4:]  # (B, 2, 2): the lower lid
     pts = anchors[:, [4, 5]] + shift
     f = sample_flow(flow - flow0.detach(), pts)  # (B, 2, 2)
     return (f + shift.permute(0, 2, 1)).pow(2).sum(1).mean()
@@ -260,19 +271,18 @@ def flow_gain(model, eyes: RealEyes, angles: Sequence[float] = (10.0, 15.0, 25.0
 
     rows = []
     R = len(eyes)
-    mirror = torch.tensor([-1.0 if "image_right" in s else 1.0 for s in eyes.sources])
+    mirror = 1.0 - 2.0 * eyes.mirrored.float()  # -1 for the mirrored (image-right) eyes
+    with torch.no_grad():
+        flow0 = model(eyes.eyes, eyes.anchors, torch.zeros(R, 2), return_intermediates=True).flow
     for d, (sv, sh) in DIRECTIONS.items():
         for a in angles:
-            # the pipeline's angles: horizontal negated for the mirrored (image-right) eyes
-            ang = torch.tensor([sv * a, sh * a], dtype=torch.float32).repeat(R, 1) * torch.stack([torch.ones(R), mirror], 1)
+            # the pipeline's angles: horizontal negated for the mirrored eyes
+            ang = torch.stack([torch.full((R,), sv * a), sh * a * mirror], 1)
             with torch.no_grad():
-                out = model(torch.cat([eyes.eyes, eyes.eyes]), torch.cat([eyes.anchors, eyes.anchors]),
-                            torch.cat([ang, torch.zeros_like(ang)]), return_intermediates=True)
-            flow = out.flow[:R] - out.flow[R:]
+                flow = model(eyes.eyes, eyes.anchors, ang, return_intermediates=True).flow - flow0
             dd = expected_shift(ang, eyes.width)
-            pts = disc_points(eyes.anchors[:, 6] + dd, radius * eyes.width)
             # the visible part of the disc, as the training term reads it (the centre if none)
-            keep = inside_lids(pts, eyes.anchors[:, :6] + lid_shift(dd[:, 1], 6), 0.03 * eyes.width)
+            pts, keep = visible_disc(eyes.anchors, dd, eyes.width, radius)
             keep[:, 0] = torch.where(keep.sum(1) > 0, keep[:, 0], torch.ones_like(keep[:, 0]))
             moved = -(sample_flow(flow, pts) * keep[:, None]).sum(2) / keep.sum(1)[:, None]  # (R, 2) implied iris shift
             ax = 1 if sv else 0

@@ -25,9 +25,9 @@ import torch
 
 from ..model import DeepWarp, count_parameters
 from ..weights import save_weights
+from ..data.real_eyes import RealEyeBatches, collect_real_eyes, real_iris_loss, real_lids_loss, real_photos
 from . import ddp
 from .config import TrainConfig, save_config
-from ..data.real_eyes import real_iris_loss, real_lids_loss
 from .losses import normalized_error, training_loss
 from .sampler import PaperSampler, render_batch
 
@@ -128,8 +128,6 @@ class Trainer:
         self.batch_fn = batch_fn or SyntheticBatches(self.sampler, cfg.data, mc.height, mc.width, layers=cfg.needs_layers)
         self.real_batches = None
         if cfg.data.real_eyes.strip():
-            from ..data.real_eyes import RealEyeBatches, collect_real_eyes, real_photos
-
             eyes = collect_real_eyes(real_photos(cfg.data.real_eyes), mc.height, mc.width, mc.crop_scale,
                                      copies=cfg.data.real_copies, seed=cfg.data.seed)
             self.real_batches = RealEyeBatches(eyes, cfg.data.real_per_batch, cfg.data.max_redirect, seed=cfg.data.seed)
