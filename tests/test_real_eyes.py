@@ -107,6 +107,27 @@ def test_real_iris_loss_leaves_out_the_disc_under_the_lids():
     assert real_iris_loss(still, still, anchors, ang, width).item() == pytest.approx(float(d.pow(2).sum()), rel=1e-4)
 
 
+def test_real_iris_rim_asks_the_visible_iris_edge_to_move_with_the_centre():
+    """A flow that moves only the middle of the iris (the edge lags, the iris is squeezed)
+    passes the centre ring and fails the rim ring; a rigid shift passes both."""
+    lid = torch.tensor([[4.0, 20.0], [18.0, 8.0], [33.0, 8.0], [47.0, 20.0], [33.0, 32.0], [18.0, 32.0]])
+    anchors = torch.cat([lid, torch.tensor([[25.5, 20.0]])])[None]
+    ang, width = torch.tensor([[0.0, 20.0]]), torch.tensor([43.0])
+    d = expected_shift(ang, width)
+    H, W = 41, 51
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    target = anchors[0, 6] + d[0]
+    r = torch.hypot(xs - target[0], ys - target[1])
+    rigid = -d.view(1, 2, 1, 1).repeat(1, 1, H, W)
+    squeezed = rigid * (r < 0.12 * width).float()  # only the middle of the disc moves
+    zero = torch.zeros_like(rigid)
+    assert real_iris_loss(squeezed, zero, anchors, ang, width).item() < 1e-10
+    assert real_iris_loss(rigid, zero, anchors, ang, width, rim=0.18).item() < 1e-10
+    # 8 of the 17 points are wrong by the whole shift: the mean error is 8/17 of |d|^2
+    assert real_iris_loss(squeezed, zero, anchors, ang, width, rim=0.18).item() == pytest.approx(
+        8 / 17 * float(d.pow(2).sum()), rel=1e-3)
+
+
 def test_disc_points_and_flow_sampling_read_the_right_pixels():
     H, W = 41, 51
     ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")

@@ -211,28 +211,34 @@ def inside_lids(pts: torch.Tensor, eyelid: torch.Tensor, margin: torch.Tensor) -
 
 
 def real_iris_loss(flow: torch.Tensor, flow0: torch.Tensor, anchors: torch.Tensor, angles: torch.Tensor,
-                   width: torch.Tensor, radius: float = 0.08, margin: float = 0.03) -> torch.Tensor:
+                   width: torch.Tensor, radius: float = 0.08, margin: float = 0.03, rim: float = 0.0) -> torch.Tensor:
     """Mean over the displaced iris disc (centre + 8 points at ``radius`` eye widths) of
     |(flow - flow0) - (-d)|^2, pixels^2: the backward flow of a redirection, less the
     flow at angle 0 (what the pipeline applies), brings the iris from where it is
     (the pupil anchor) to where anatomy puts it (anchor + d). Only the points that
     land inside the eye opening (``margin`` eye widths clear of the lid outline) count:
     where the displaced iris passes under a lid, the lid is not to be dragged along. The
-    opening is the target's: the lids moved with the vertical gaze (:func:`lid_shift`)."""
+    opening is the target's: the lids moved with the vertical gaze (:func:`lid_shift`).
+    ``rim`` > 0 adds a second ring of 8 points at ``rim`` eye widths, near the limbus
+    (the iris's radius is ~0.2 eye widths), so that the visible iris edge moves with the
+    centre (a rigid iris) instead of lagging behind it."""
     d = expected_shift(angles, width)
-    pts, keep = visible_disc(anchors, d, width, radius, margin)
+    pts, keep = visible_disc(anchors, d, width, radius, margin, rim)
     f = sample_flow(flow - flow0.detach(), pts)
     err = (f + d[:, :, None]).pow(2).sum(1)
     return (err * keep).sum() / keep.sum().clamp_min(1.0)
 
 
 def visible_disc(anchors: torch.Tensor, d: torch.Tensor, width: torch.Tensor, radius: float = 0.08,
-                 margin: float = 0.03) -> Tuple[torch.Tensor, torch.Tensor]:
+                 margin: float = 0.03, rim: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """The iris disc where anatomy puts it (pupil anchor + ``d``): its points (B, 9, 2),
-    the centre and a ring at ``radius`` eye widths, and which of them (B, 9, 0/1) lie
-    ``margin`` eye widths inside the target's eye opening (the lids moved with the
-    vertical gaze, :func:`lid_shift`)."""
+    the centre and a ring at ``radius`` eye widths (and, ``rim`` > 0, 8 more on a ring at
+    ``rim`` eye widths: (B, 17, 2)), and which of them (B, K, 0/1) lie ``margin`` eye
+    widths inside the target's eye opening (the lids moved with the vertical gaze,
+    :func:`lid_shift`)."""
     pts = disc_points(anchors[:, 6] + d, radius * width)
+    if rim > 0:
+        pts = torch.cat([pts, disc_points(anchors[:, 6] + d, rim * width)[:, 1:]], 1)
     return pts, inside_lids(pts, anchors[:, :6] + lid_shift(d[:, 1]), margin * width)
 
 

@@ -88,6 +88,9 @@ class LossConfig:
     # weight, the coarse flow.
     real_iris: float = 0.0
     real_iris_radius: float = 0.08
+    # 0 or a second ring at this many eye widths (near the limbus, ~0.18): the visible
+    # iris edge moves with the centre, a rigid iris.
+    real_iris_rim: float = 0.0
     # Real eyes: the lower lid points move 0.2 of the iris's vertical shift, not with the
     # iris (deepwarp_fast.data.real_eyes.real_lids_loss), pixels^2.
     real_lids: float = 0.0
