@@ -36,6 +36,10 @@ UPSAMPLE_TO = 48.0
 # six landmarks (negative: may lie outside it, for landmarks that sit inside the lids).
 MIN_INSIDE = 0.02
 EDGE_REFINE = True
+# The tracked template: the iris disc out to this many radii (inside the eye opening).
+TRACK_RADIUS = 1.3
+# ... and the share of its pixels that must match (within half the template's spread).
+MIN_TRACK_INLIERS = 0.5
 
 
 def expected_displacement(angle_deg: float) -> float:
@@ -419,6 +423,105 @@ def locate_iris(image_rgb: np.ndarray, eye_landmarks_6x2: np.ndarray, *, return_
         return None
     xy = (float((c[0] + 0.5) / f - 0.5 + x0), float((c[1] + 0.5) / f - 0.5 + y0))
     return (xy, float(rad) / f) if return_radius else xy
+
+
+def track_iris(image_in: np.ndarray, image_out: np.ndarray, centre, radius: float, eye_landmarks_6x2: np.ndarray,
+               *, max_move: float = 0.3, near=None, near_tol: float = 0.1):
+    """Where the iris found at ``centre`` (radius ``radius``, frame pixels) in
+    ``image_in`` went in ``image_out``: ``centre`` + the sub-pixel translation that best
+    maps the input's iris onto the output, or None.
+
+    The template is the input's iris disc and its limbus (out to 1.3 radii) where it
+    lies inside the input's eye opening (``eye_landmarks_6x2``); the translation and a
+    brightness gain/offset are fitted by robust least squares (soft-L1: where a lid
+    moved over part of the iris, those pixels stop counting), after a grid search over
+    moves of up to ``max_move`` eye widths (with ``near``, a rough position of the iris in
+    the output, e.g. :func:`locate_iris` on it: only moves that end within ``near_tol``
+    eye widths of it, which rules out a distant lookalike when lids hide much of the
+    iris). Unlike locating the iris in each image on
+    its own, the two positions share one template, so their difference (what gain
+    measures) is not the difference of two independent fits' errors."""
+    import cv2
+    from scipy.ndimage import map_coordinates, spline_filter
+    from scipy.optimize import least_squares
+
+    g_in, g_out = _gray(image_in), _gray(image_out)
+    if g_in.shape != g_out.shape:
+        raise ValueError(f"image_in and image_out differ in size: {g_in.shape} vs {g_out.shape}")
+    eye = np.asarray(eye_landmarks_6x2, dtype=np.float64).reshape(-1, 2)
+    _, _, w = eye_axes(eye)
+    c = np.asarray(centre, dtype=np.float64)
+    if not (np.isfinite(c).all() and radius > 0 and w > 0):
+        return None
+    step = min(0.5, w / UPSAMPLE_TO)  # template sampling: at least UPSAMPLE_TO samples per eye width
+    R = TRACK_RADIUS * radius
+    n = int(math.ceil(R / step))
+    gx, gy = np.meshgrid(np.arange(-n, n + 1) * step, np.arange(-n, n + 1) * step)
+    keep = np.hypot(gx, gy) <= R
+    px, py = c[0] + gx[keep], c[1] + gy[keep]
+    contour = eye.astype(np.float32).reshape(-1, 1, 2)
+    inside = np.array([cv2.pointPolygonTest(contour, (float(a), float(b)), True) for a, b in zip(px, py)])
+    sel = inside >= 0.03 * w
+    if sel.sum() < 20:
+        return None
+    px, py = px[sel], py[sel]
+
+    # work in a window around the eye, cubic-spline coefficients computed once
+    M = max_move * w
+    pad = int(math.ceil(M + R + 4))
+    x0, y0 = max(0, int(c[0]) - pad), max(0, int(c[1]) - pad)
+    x1, y1 = min(g_in.shape[1], int(c[0]) + pad + 1), min(g_in.shape[0], int(c[1]) + pad + 1)
+    # matched on a band-pass of the images (less a blur of half an iris radius): the
+    # limbus, pupil and highlights, not the broad darkness of lids and lashes
+    sigma = max(1.0, 0.5 * radius)
+
+    def band(g):
+        g = g[y0:y1, x0:x1]
+        return g - cv2.GaussianBlur(g, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+
+    coef_in = spline_filter(band(g_in), order=3, mode="nearest")
+    coef_out = spline_filter(band(g_out), order=3, mode="nearest")
+    px, py = px - x0, py - y0
+
+    def sample(coef, x, y):
+        return map_coordinates(coef, [y, x], order=3, mode="nearest", prefilter=False)
+
+    g_out = coef_out
+    tmpl = sample(coef_in, px, py)
+
+    def resid(q):
+        tx, ty, a, b = q
+        return a * sample(g_out, px + tx, py + ty) + b - tmpl
+
+    # coarse: every move on a grid of ~0.5 px, scored by zero-mean normalised
+    # cross-correlation (structure: the limbus, the pupil, the highlights; not mere
+    # darkness, which the lids' shadows share)
+    k = int(math.ceil(M / 0.5))
+    tau = 0.5 * max(float(tmpl.std()), 1e-6)
+    best, best_score = (0.0, 0.0), -np.inf
+    for tx in np.linspace(-M, M, 2 * k + 1):
+        for ty in np.linspace(-M, M, 2 * k + 1):
+            if tx * tx + ty * ty > M * M:
+                continue
+            if near is not None and math.hypot(c[0] + tx - near[0], c[1] + ty - near[1]) > near_tol * w:
+                continue
+            r = sample(g_out, px + tx, py + ty) - tmpl
+            score = -float(np.minimum(np.abs(r), tau).sum())
+            if score > best_score:
+                best, best_score = (tx, ty), score
+    r0 = sample(g_out, px + best[0], py + best[1]) - tmpl
+    q0 = np.array([best[0], best[1], 1.0, 0.0])
+    # the refinement stays within a grid step or two of the coarse optimum
+    lo = [best[0] - 1.0, best[1] - 1.0, 0.5, -0.5]
+    hi = [best[0] + 1.0, best[1] + 1.0, 2.0, 0.5]
+    q0 = np.clip(q0, np.array(lo) + 1e-6, np.array(hi) - 1e-6)
+    res = least_squares(resid, q0, bounds=(lo, hi), loss="soft_l1", f_scale=tau, max_nfev=200)
+    t = res.x[:2]
+    # fewer than half of the template's pixels match anywhere near: the iris is mostly
+    # hidden or changed beyond a move, and is not measured
+    if not np.isfinite(t).all() or float(np.mean(np.abs(resid(res.x)) < tau)) < MIN_TRACK_INLIERS:
+        return None
+    return float(c[0] + t[0]), float(c[1] + t[1])
 
 
 # ----------------------------------------------------------------------------- measures
