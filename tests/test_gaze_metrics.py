@@ -293,8 +293,10 @@ def test_shipped_weights_reach_the_real_face_cross_target(shipped_real_summary):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12: the locator's gain target is not reached yet (Grace Hopper down 15 "
-                                       "reads 1.58; see the model card)")
 def test_shipped_weights_reach_the_real_face_gain_targets(shipped_real_summary):
+    """Issue 12: on each bundled face, up, down, left and right at 15 and 25 degrees, the
+    iris (tracked from the input into the output) moves 0.8-1.2 of the anatomical 0.42
+    sin(angle) eye widths."""
     s = shipped_real_summary
-    assert s["targets"]["gain_0.8_to_1.2_at_15_and_25"], s["table"]
+    assert s["targets"]["gain_0.8_to_1.2_at_15_and_25"], [(t["direction"], t["angle_deg"], t["per_face_gain"])
+                                                          for t in s["table"]]

@@ -207,18 +207,17 @@ def test_config_asks_for_real_eyes_when_the_term_is_on():
 
 def test_training_with_real_eyes_lowers_the_real_iris_term(tmp_path):
     """A few steps at a high learning rate on the real eyes' term alone (the synthetic
-    L2 kept, tiny weight) pull the flow towards the anatomical shift: the term falls."""
+    L2 kept, tiny weight) pull the flow towards the anatomical shift: the term falls. From
+    freshly initialised weights, whose flow does not yet move the iris (the shipped ones
+    were trained with this term and already satisfy it)."""
     pytest.importorskip("cv2")
-    from deepwarp_fast.weights import default_weights_path
-
-    if default_weights_path() is None:
-        pytest.skip("no bundled weights")
+    torch.manual_seed(0)
     cfg = TrainConfig.from_dict({
         "data": {"bins_per_batch": 1, "easy_per_bin": 2, "hard_per_bin": 0, "real_eyes": "astronaut",
                  "real_per_batch": 8, "real_copies": 2},
         "loss": {"real_iris": 1.0, "l2_output": 1e-3, "l2_coarse": 1e-3},
         "optim": {"lr": 1e-3, "warmup_steps": 1, "schedule": "constant"},
-        "run": {"steps": 30, "threads": 1, "log_every": 1, "checkpoint_every_s": 0, "init_weights": "default"},
+        "run": {"steps": 30, "threads": 1, "log_every": 1, "checkpoint_every_s": 0},
     })
     tr = Trainer(cfg, tmp_path / "run", progress=False)
     # a fixed real batch, to compare the term before and after on the same eyes

@@ -40,7 +40,7 @@ def evaluate(weights, out: Path, augment: bool = False) -> dict:
             _cli("evaluate", "-n", "2000", "--seed", "0", "--anatomy", anatomy, "--prefix", f"{anatomy}_", *w, "-o", str(out))
     real = json.loads((out / "real_summary.json").read_text())
     row = {"real_score": real["score"]["mean_abs_log_gain"], "in_band": real["score"]["in_band"], "n": real["score"]["n"],
-           "targets": real["targets"]}
+           "targets": real["targets"], "fit": real.get("score_fit")}
     for d in real["table"]:
         if d["angle_deg"] in (15.0, 25.0):
             row[f"{d['direction']}{int(d['angle_deg'])}"] = d["per_face_gain"]
@@ -63,11 +63,13 @@ def _cli_tool(name, *args):
 
 
 def table(rows) -> str:
-    lines = ["| weights | real mean abs log gain | faces in 0.8-1.2 | flow: mean abs log along, max abs cross | v1 median "
-             "| anatomical median |", "|---|---|---|---|---|---|"]
+    lines = ["| weights | real mean abs log gain | faces in 0.8-1.2 | limbus fit: score, in band | flow: mean abs log along, "
+             "max abs cross | v1 median | anatomical median |", "|---|---|---|---|---|---|---|"]
     for name, r in rows:
-        lines.append(f"| {name} | {r['real_score']:.3f} | {r['in_band']}/{r['n']} | {r['flow_along']:.3f}, {r['flow_cross']:.2f} "
-                     f"| {r['v1']:.4f} | {r['anatomical']:.4f} |")
+        fit = r.get("fit") or {}
+        fit_s = f"{fit['mean_abs_log_gain']:.3f}, {fit['in_band']}/{fit['n']}" if fit.get("mean_abs_log_gain") is not None else "-"
+        lines.append(f"| {name} | {r['real_score']:.3f} | {r['in_band']}/{r['n']} | {fit_s} | {r['flow_along']:.3f}, "
+                     f"{r['flow_cross']:.2f} | {r['v1']:.4f} | {r['anatomical']:.4f} |")
     return "\n".join(lines)
 
 
