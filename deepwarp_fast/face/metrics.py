@@ -1,12 +1,15 @@
 """Gaze metrics on real frames, independent of the pipeline's own pupil estimator.
 
-    from deepwarp_fast.face.metrics import locate_iris, eye_box, gain, sharpness, mean_change
+    from deepwarp_fast.face.metrics import locate_iris, track_iris, eye_box, gain, sharpness, mean_change
 
 * :func:`locate_iris` finds the iris centre by fitting a circle to the limbus edge at
   the frame's native resolution: a seed from the gradient field (the point that most
   image gradients point away from, Timm & Barth 2011), then rays cast from the seed,
   a sub-pixel dark-to-bright edge on each ray, and a RANSAC + least-squares circle fit,
   twice. It shares nothing with ``face/pupil.py`` (a darkness-weighted disc search).
+* :func:`track_iris` follows an iris found in one image into another (the same eye
+  after a redirection): the input's iris as a band-passed template, a robust sub-pixel
+  translation fit. The move it measures is not the difference of two independent fits.
 * :func:`gain`: iris displacement along the commanded axis, in eye widths (corner to
   corner), over the anatomical expectation 0.42 sin(angle) (the iris turns on a
   radius of ~12.5 mm in an eye opening of ~30 mm).
@@ -431,16 +434,19 @@ def track_iris(image_in: np.ndarray, image_out: np.ndarray, centre, radius: floa
     ``image_in`` went in ``image_out``: ``centre`` + the sub-pixel translation that best
     maps the input's iris onto the output, or None.
 
-    The template is the input's iris disc and its limbus (out to 1.3 radii) where it
-    lies inside the input's eye opening (``eye_landmarks_6x2``); the translation and a
-    brightness gain/offset are fitted by robust least squares (soft-L1: where a lid
-    moved over part of the iris, those pixels stop counting), after a grid search over
-    moves of up to ``max_move`` eye widths (with ``near``, a rough position of the iris in
-    the output, e.g. :func:`locate_iris` on it: only moves that end within ``near_tol``
-    eye widths of it, which rules out a distant lookalike when lids hide much of the
-    iris). Unlike locating the iris in each image on
-    its own, the two positions share one template, so their difference (what gain
-    measures) is not the difference of two independent fits' errors."""
+    The template is the input's iris disc and its limbus (out to TRACK_RADIUS radii)
+    where it lies inside the input's eye opening (``eye_landmarks_6x2``), band-passed.
+    A grid search over moves of up to ``max_move`` eye widths (truncated L1: where a lid
+    moved over part of the iris, those pixels cost the same everywhere) is refined, with
+    a brightness gain and offset, by robust least squares (soft-L1). With ``near``, a
+    rough position of the iris in the output (e.g. :func:`locate_iris` on it), only moves
+    that end within ``near_tol`` eye widths of it are searched, which rules out a distant
+    lookalike when the lids hide much of the iris. None where fewer than
+    MIN_TRACK_INLIERS of the template's pixels match.
+
+    Unlike locating the iris in each image on its own, the two positions share one
+    template, so their difference (what gain measures) is not the difference of two
+    independent fits' errors."""
     import cv2
     from scipy.ndimage import map_coordinates, spline_filter
     from scipy.optimize import least_squares
@@ -486,16 +492,14 @@ def track_iris(image_in: np.ndarray, image_out: np.ndarray, centre, radius: floa
     def sample(coef, x, y):
         return map_coordinates(coef, [y, x], order=3, mode="nearest", prefilter=False)
 
-    g_out = coef_out
     tmpl = sample(coef_in, px, py)
 
     def resid(q):
         tx, ty, a, b = q
-        return a * sample(g_out, px + tx, py + ty) + b - tmpl
+        return a * sample(coef_out, px + tx, py + ty) + b - tmpl
 
-    # coarse: every move on a grid of ~0.5 px, scored by zero-mean normalised
-    # cross-correlation (structure: the limbus, the pupil, the highlights; not mere
-    # darkness, which the lids' shadows share)
+    # coarse: every move on a grid of ~0.5 px, each pixel's mismatch capped at tau (half
+    # the template's spread), so that occluded pixels do not decide
     k = int(math.ceil(M / 0.5))
     tau = 0.5 * max(float(tmpl.std()), 1e-6)
     best, best_score = (0.0, 0.0), -np.inf
@@ -505,11 +509,10 @@ def track_iris(image_in: np.ndarray, image_out: np.ndarray, centre, radius: floa
                 continue
             if near is not None and math.hypot(c[0] + tx - near[0], c[1] + ty - near[1]) > near_tol * w:
                 continue
-            r = sample(g_out, px + tx, py + ty) - tmpl
+            r = sample(coef_out, px + tx, py + ty) - tmpl
             score = -float(np.minimum(np.abs(r), tau).sum())
             if score > best_score:
                 best, best_score = (tx, ty), score
-    r0 = sample(g_out, px + best[0], py + best[1]) - tmpl
     q0 = np.array([best[0], best[1], 1.0, 0.0])
     # the refinement stays within a grid step or two of the coarse optimum
     lo = [best[0] - 1.0, best[1] - 1.0, 0.5, -0.5]
