@@ -201,10 +201,6 @@ def summarize_real(photos: List[Dict[str, Any]], angles: Sequence[float] = ANGLE
                           "abs_cross_fit": _median([abs(r["cross_fit"]) for r in runs if r.get("cross_fit") is not None])})
     faces = [f for p in photos for f in p["faces"]]
     checked = [t for t in table if t["angle_deg"] in (15.0, 25.0)]
-    face_gains = [g for t in checked for g in t["per_face_gain"]]
-    logs = [abs(math.log(g)) for g in face_gains if g is not None and g > 0]
-    fit_gains = [g for t in checked for g in t["per_face_gain_fit"]]
-    fit_logs = [abs(math.log(g)) for g in fit_gains if g is not None and g > 0]
     targets = {
         "gain_0.8_to_1.2_at_15_and_25": bool(checked) and all(
             g is not None and 0.8 <= g <= 1.2 for t in checked for g in t["per_face_gain"]),
@@ -216,19 +212,22 @@ def summarize_real(photos: List[Dict[str, Any]], angles: Sequence[float] = ANGLE
         "sharpness0": _median([f["sharpness0"] for f in faces]),
         "n_faces": len(faces),
         "targets": targets,
-        # one number to pick checkpoints by: the mean |log(gain)| of every face, direction
-        # and angle in {15, 25} (0 = all exactly right), and how many are within 0.8-1.2
-        "score": {"mean_abs_log_gain": float(np.mean(logs)) if logs else None,
-                  "in_band": int(sum(g is not None and 0.8 <= g <= 1.2 for g in face_gains)),
-                  "n": len(face_gains),
-                  "non_positive": int(sum(g is None or g <= 0 for g in face_gains))},
+        "score": _score([g for t in checked for g in t["per_face_gain"]]),
         # the same score with the outputs' irises located on their own (the limbus fit in
-        # each image): the difference of two independent fits, noisier (docs/MODEL_CARD)
-        "score_fit": {"mean_abs_log_gain": float(np.mean(fit_logs)) if fit_logs else None,
-                      "in_band": int(sum(g is not None and 0.8 <= g <= 1.2 for g in fit_gains)),
-                      "n": len(fit_gains)},
+        # each image): the difference of two independent fits, noisier (README, model card)
+        "score_fit": _score([g for t in checked for g in t["per_face_gain_fit"]]),
         "expected_per_sin": 0.42,
     }
+
+
+def _score(face_gains) -> Dict[str, Any]:
+    """One number to pick checkpoints by: the mean |log(gain)| of every face, direction
+    and angle given (0 = all exactly right), and how many are within 0.8-1.2."""
+    logs = [abs(math.log(g)) for g in face_gains if g is not None and g > 0]
+    return {"mean_abs_log_gain": float(np.mean(logs)) if logs else None,
+            "in_band": int(sum(g is not None and 0.8 <= g <= 1.2 for g in face_gains)),
+            "n": len(face_gains),
+            "non_positive": int(sum(g is None or g <= 0 for g in face_gains))}
 
 
 def _mark(img: np.ndarray, xy, colour) -> None:

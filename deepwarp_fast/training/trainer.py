@@ -237,7 +237,11 @@ class Trainer:
         if real:
             R = batch["real_input"].shape[0]
             w, lc = batch["real_width"], self.cfg.loss
-            for name, weight, fn in (("real_iris", lc.real_iris, lambda f, f0: real_iris_loss(f, f0, ar, angr, w, lc.real_iris_radius, rim=lc.real_iris_rim)),
+
+            def iris(f, f0):
+                return real_iris_loss(f, f0, ar, angr, w, lc.real_iris_radius, rim=lc.real_iris_rim)
+
+            for name, weight, fn in (("real_iris", lc.real_iris, iris),
                                      ("real_lids", lc.real_lids, lambda f, f0: real_lids_loss(f, f0, ar, angr, w))):
                 if weight:
                     value = sum(k * fn(f[B:B + R], f[B + R:]) for k, f in ((1.0, out_all.flow), (0.5, out_all.coarse_flow)))
